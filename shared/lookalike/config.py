@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     # --- face analysis ------------------------------------------------------------------
     face_backend: Literal["dlib", "onnx"] = "dlib"
     dlib_detector: Literal["hog", "cnn"] = "hog"
-    detect_max_side: int = Field(640, ge=128, le=4096,
+    detect_max_side: int = Field(1024, ge=128, le=4096,
                                  description="Photos are scaled so their long side is at most this for detection.")
     min_face_px: int = Field(48, ge=8, description="Faces narrower than this (original pixels) are too small.")
     align_size: int = Field(512, ge=64, le=2048, description="Side of the aligned square face crop.")
