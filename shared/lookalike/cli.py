@@ -256,12 +256,17 @@ def evaluate(
 
 
 def _mount_optional() -> None:
-    """Sub-commands whose modules need optional packages (torch)."""
-    try:
+    """Sub-commands that live beside their subsystem (service commands; torch-only ones)."""
+    import importlib.util
+
+    if importlib.util.find_spec("lookalike.service_cli") is not None:
+        from lookalike.service_cli import register as register_service_commands
+
+        register_service_commands(app)
+    if importlib.util.find_spec("torch") is not None:
         from lookalike.stylegan.cli import directions_app
-    except ImportError:
-        return
-    app.add_typer(directions_app, name="directions")
+
+        app.add_typer(directions_app, name="directions")
 
 
 _mount_optional()

@@ -30,6 +30,7 @@ class ProbeResult:
     person: str
     rank: int | None  # 1-based rank of the true person among gallery people; None if absent
     top: list[tuple[str, float]]  # (person, similarity) of the first few answers
+    faces_seen: int = 1  # several: the probe photo is ambiguous (largest face used)
 
 
 @dataclass
@@ -72,7 +73,8 @@ class EvalReport:
                 "false_accept_rate": round(float((self.different >= 0.5).mean()), 4) if len(self.different) else None,
             },
             "misidentified": [{"photo": p.source, "person": p.person, "rank": p.rank,
-                               "answer": p.top[0][0] if p.top else None}
+                               "answer": p.top[0][0] if p.top else None,
+                               "faces_seen": p.faces_seen}
                               for p in self.probes if p.rank != 1],
             "failed": self.failed,
         }
@@ -106,7 +108,7 @@ def evaluate_folder(source: Path, *, settings: Settings | None = None, workers: 
         gallery.people[pid] = Person(id=pid, name=display_name(pid))
         gallery.photos.append(GalleryPhoto(person_id=pid, source=ref[1], sha1="", crop=""))
         gallery_rows.append(ref[2])
-        probes.extend((g[0], g[1], g[2]) for g in group if g is not ref)
+        probes.extend(g for g in group if g is not ref)
     report.people = len(gallery.people)
     report.gallery_photos = len(gallery.photos)
     if not gallery_rows:
@@ -114,12 +116,13 @@ def evaluate_folder(source: Path, *, settings: Settings | None = None, workers: 
     gallery.embeddings = np.stack(gallery_rows).astype(np.float32)
     gallery.landmarks = np.zeros((len(gallery_rows), 68, 2), np.float32)
     index = GalleryIndex(gallery, backend.same_person_distance)
-    for pid, rel, emb in probes:
+    for pid, rel, emb, seen in probes:
         result = index.search(emb, k=len(gallery.people))
         ranked = [m.person_id for m in result.matches]
         rank = ranked.index(pid) + 1 if pid in ranked else None
         report.probes.append(ProbeResult(rel, pid, rank,
-                                         [(m.person_id, round(m.similarity, 3)) for m in result.matches[:3]]))
+                                         [(m.person_id, round(m.similarity, 3)) for m in result.matches[:3]],
+                                         faces_seen=seen))
 
     # pair distributions over every usable photo
     emb = np.stack([t[2] for t in ok]).astype(np.float32)
