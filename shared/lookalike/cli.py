@@ -263,7 +263,7 @@ def _mount_optional() -> None:
         from lookalike.service_cli import register as register_service_commands
 
         register_service_commands(app)
-    if importlib.util.find_spec("torch") is not None:
+    if importlib.util.find_spec("torch") and importlib.util.find_spec("lookalike.stylegan.cli"):
         from lookalike.stylegan.cli import directions_app
 
         app.add_typer(directions_app, name="directions")

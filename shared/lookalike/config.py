@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, computed_field
+from pydantic import Field, SecretStr, ValidationError, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lookalike.errors import ConfigError
@@ -62,6 +62,89 @@ class Settings(BaseSettings):
     @property
     def gallery_dir(self) -> Path:
         return self.data_dir / "gallery"
+
+    # === service: API gateway, workers, job store, object store, notifications ==========
+    # `lookalike serve` (embedded) runs on SQLite + a local folder + in-process stages with no
+    # servers; `lookalike api` / `lookalike worker` (distributed) use PostgreSQL, S3 and
+    # Celery over Redis. Checked at start-up by ``lookalike.service_config.check_service``.
+    database_url: str | None = Field(
+        None, description="Job store (SQLAlchemy URL), e.g. postgresql+psycopg://user@host/db. "
+                          "Default: SQLite file data_dir/jobs.db.")
+    redis_url: str | None = Field(
+        None, description="Redis for the Celery broker, rate limits, metrics; e.g. "
+                          "redis://127.0.0.1:6379/0. Needed by `lookalike api` and workers.")
+    broker_url: str | None = Field(None, description="Celery broker if not redis_url.")
+    storage: Literal["local", "s3"] = Field(
+        "local", description="Object store for photos, crops, embeddings, videos.")
+    storage_dir: Path | None = Field(None, description="Folder of the local object store "
+                                                       "(default data_dir/objects).")
+    s3_endpoint_url: str | None = Field(None, description="S3 API endpoint (MinIO, SeaweedFS); "
+                                                          "unset for AWS.")
+    s3_public_url: str | None = Field(None, description="Endpoint clients reach for presigned "
+                                                        "links, if not s3_endpoint_url.")
+    s3_bucket: str = Field("lookalike", min_length=3, max_length=63)
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    api_host: str = Field("127.0.0.1", description="Address the API listens on.")
+    api_port: int = Field(8000, ge=1, le=65535)
+    public_url: str | None = Field(None, description="Base URL of the API in links sent out "
+                                                     "(e-mail, webhooks); default http://api_host:api_port.")
+    secret_key: SecretStr | None = Field(
+        None, description="Signs file and result links and derives webhook secrets; default: "
+                          "generated once into data_dir/secret.key.")
+    auth: Literal["auto", "keys", "off"] = Field(
+        "auto", description="API keys: auto = required except `lookalike serve` on loopback.")
+    rate_limit_per_minute: int = Field(600, ge=1, description="Requests per API key per minute "
+                                                              "(a key may carry its own).")
+    link_ttl_s: int = Field(3600, ge=10, le=7 * 86400, description="Lifetime of artifact links.")
+    retention_hours: float = Field(24.0, gt=0, description="Jobs, photos, embeddings and media "
+                                                           "are deleted this long after upload.")
+    encoder_time_limit_s: int = Field(120, ge=5)
+    matcher_time_limit_s: int = Field(60, ge=5)
+    renderer_time_limit_s: int = Field(600, ge=5)
+    notify_time_limit_s: int = Field(60, ge=5)
+    stall_grace_s: float = Field(30.0, ge=0, description="A stage that has not moved within its "
+                                                          "time limit plus this is re-enqueued.")
+    reconcile_every_s: float = Field(15.0, gt=0)
+    reconcile_max_tries: int = Field(3, ge=1, description="Re-enqueues of one stage before the "
+                                                           "job fails with `internal`.")
+    retention_every_s: float = Field(300.0, gt=0)
+    webhook_allow: str = Field("", description="Comma-separated hosts, IPs or CIDRs that webhooks "
+                                               "may reach although private/loopback.")
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_retry_first_s: float = Field(5.0, gt=0, description="First retry delay; doubles.")
+    webhook_retry_max_s: float = Field(600.0, gt=0, description="Longest delay between tries.")
+    webhook_give_up_s: float = Field(6 * 3600.0, gt=0, description="Stop retrying after this "
+                                                                   "long (at least an hour in production).")
+    smtp_host: str | None = Field(None, description="Send result e-mails through this SMTP server.")
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_from: str = "Lookalike <lookalike@localhost>"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: Literal["none", "starttls", "ssl"] = "none"
+    worker_concurrency: int = Field(1, ge=1, le=64, description="Processes per `lookalike worker`.")
+
+    @property
+    def webhook_allow_list(self) -> list[str]:
+        return [item.strip() for item in self.webhook_allow.split(",") if item.strip()]
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'jobs.db'}"
+
+    @property
+    def resolved_storage_dir(self) -> Path:
+        return self.storage_dir or self.data_dir / "objects"
+
+    @property
+    def resolved_broker_url(self) -> str | None:
+        return self.broker_url or self.redis_url
+
+    @property
+    def resolved_public_url(self) -> str:
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::") else self.api_host
+        return (self.public_url or f"http://{host}:{self.api_port}").rstrip("/")
 
 
 @lru_cache(maxsize=1)
