@@ -212,6 +212,46 @@ def gallery_remove(
     typer.echo(f"removed {person}.")
 
 
+@gallery_app.command("reembed")
+def gallery_reembed(
+    gallery: GalleryOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-embed even if the gallery is already "
+                                                        "in the configured model's space.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Recompute every embedding with the configured face model (after switching backend).
+
+    Uses the stored aligned crops, not the original photos; the model comes from
+    LOOKALIKE_FACE_BACKEND (and LOOKALIKE_ONNX_MODEL_DIR for onnx).
+    """
+    from lookalike.faces import get_backend
+    from lookalike.gallery.reembed import reembed_gallery
+
+    target = _gallery_dir(gallery)
+    try:
+        backend = get_backend()
+        report = reembed_gallery(target, backend, force=force,
+                                 progress=None if as_json else _progress("re-embedding"))
+    except LookalikeError as exc:
+        _fail(exc)
+        return
+    d = report.to_dict()
+    if as_json:
+        typer.echo(json.dumps({**d, "backend": backend.describe()}, indent=2))
+        return
+    where = backend.describe().get("provider")
+    if report.skipped:
+        typer.echo(f"Gallery {target} is already embedded with {report.new_model}; nothing to do "
+                   "(--force re-embeds anyway).")
+        return
+    typer.echo(f"Gallery {target}: {d['photos']} photos re-embedded with {report.new_model}"
+               + (f" on {where}" if where else "") + f" in {d['seconds']:.1f} s "
+               f"(was {report.old_model or 'empty'}); {report.detected} aligned on the model's "
+               f"own detection, {report.from_landmarks} on the stored landmarks.")
+    for item in report.failed:
+        typer.echo(f"  dropped {item['source']}: {item['code']} - {item['message']}")
+
+
 # --- eval -----------------------------------------------------------------------------------
 
 @app.command("eval")

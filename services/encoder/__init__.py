@@ -1,0 +1,1 @@
+"""Encoder worker: face analysis (decode → detect → landmarks → align → embed)."""

@@ -1,0 +1,1 @@
+"""Matcher worker: gallery index and search."""

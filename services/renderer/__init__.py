@@ -1,0 +1,1 @@
+"""Renderer worker: morph and smile clips, poster."""
