@@ -31,6 +31,9 @@ _HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "me
                413: "image_too_large", 415: "invalid_request", 429: "rate_limited"}
 
 
+_FASTAPI_PARSE_ERROR = "There was an error parsing the body"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -54,7 +57,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "invalid_request" if exc.status_code < 500 else "internal")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
+        message = str(exc.detail)
+        if message == _FASTAPI_PARSE_ERROR:  # FastAPI's words do not say what to send instead
+            message = "The request body could not be parsed: send UTF-8 JSON (application/json)."
+        return JSONResponse(error_body(code, message), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

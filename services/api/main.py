@@ -22,7 +22,7 @@ from lookalike.jobstore.models import STATES
 from lookalike.metrics import BUCKETS
 from lookalike.runtime import Runtime
 from services.api import errors
-from services.api.routes import files, gallery, health, jobs
+from services.api.routes import files, gallery, health, jobs, web
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def create_app(rt: Runtime, *, on_start=None, on_stop=None) -> FastAPI:
     registry.register(_ServiceCollector(rt))
     app.state.registry = registry
     errors.install(app)
-    for module in (jobs, gallery, files, health):
+    for module in (jobs, gallery, files, health, web):
         app.include_router(module.router)
     app.add_middleware(_Timing, histogram=latency)
     return app

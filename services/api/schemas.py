@@ -19,6 +19,22 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+_REFUSALS = {400: "The request is malformed (body, form or a field).",
+             401: "No API key, or an unknown or revoked one.",
+             403: "The key lacks the scope, or the signed link is invalid or expired.",
+             404: "No such resource (or not visible to this key).",
+             413: "The upload is too large.",
+             415: "Not a supported photo, or not multipart/form-data.",
+             422: "A parameter or field is invalid.",
+             429: "Rate limit reached; see Retry-After.",
+             503: "A dependency (job store, object store, broker) is down; retry later."}
+
+
+def error_responses(*statuses: int) -> dict:
+    """OpenAPI ``responses`` for refusals, all with the one error body."""
+    return {s: {"model": ErrorResponse, "description": _REFUSALS[s]} for s in statuses}
+
+
 class JobLinks(BaseModel):
     self: str
     events: str

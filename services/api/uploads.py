@@ -60,7 +60,8 @@ async def read_multipart(request: Request, *, file_limit: int, total_file_limit:
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
-        raise NotMultipart("Send the photo as multipart/form-data (field 'photo').")
+        fields = " or ".join(repr(f) for f in file_fields)  # name this endpoint's own field
+        raise NotMultipart(f"Send the form as multipart/form-data with the file in field {fields}.")
     total_file_limit = total_file_limit or file_limit
     body_limit = total_file_limit + MAX_PARTS * (FIELD_LIMIT + 1024)
     declared = request.headers.get("content-length")

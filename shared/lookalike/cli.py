@@ -69,9 +69,12 @@ def run(
     large; 14 no face; 15 face too small; 3 gallery missing; 4 bad setting; 1 internal error.
     """
     from lookalike.job import load_index, run_job
+    from lookalike.stylegan.stage import check_renderer
 
     try:
         settings = get_settings()
+        if not no_video:
+            check_renderer(settings)   # a missing StyleGAN file stops here, before any work
         index = load_index(_gallery_dir(gallery), settings)
         data = photo.read_bytes()
         result = run_job(data, out, index, settings=settings, top_k=top_k, render=not no_video,
@@ -123,22 +126,50 @@ def gallery_import(
     """Add or update people from SOURCE; only new or changed photos are analysed."""
     from lookalike.gallery.importer import import_folder
 
+    from lookalike.stylegan.stage import check_renderer, uses_stylegan
+
     target = _gallery_dir(gallery)
+    latents = None
     try:
+        settings = get_settings()
+        check_renderer(settings)
         report = import_folder(source, target, metadata=metadata, workers=workers,
                                progress=None if as_json else _progress("importing"))
+        if uses_stylegan(settings):
+            latents = _invert_gallery(target, settings, None if as_json else _progress("inverting"))
     except LookalikeError as exc:
         _fail(exc)
         return
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        body = report.to_dict()
+        if latents is not None:
+            body["stylegan_latents"] = latents
+        typer.echo(json.dumps(body, indent=2))
         return
+    if latents is not None:
+        typer.echo(f"StyleGAN latents: {latents['inverted']} inverted, {latents['cached']} already cached.")
     typer.echo(f"Gallery {target}: {report.people} people; {report.added} photos added, "
                f"{report.unchanged} unchanged, {report.removed} removed.")
     for item in report.failed:
         typer.echo(f"  skipped {item['source']}: {item['code']} - {item['message']}")
     for rel in report.ambiguous:
         typer.echo(f"  note {rel}: several faces, the largest was used")
+
+
+def _invert_gallery(target: Path, settings, progress) -> dict:
+    """Celebrity latents for the StyleGAN renderer, computed once at import and cached."""
+    import numpy as np
+    from PIL import Image
+
+    from lookalike.gallery.store import Gallery
+    from lookalike.stylegan.stage import precompute_gallery_latents
+
+    g = Gallery.load(target)
+
+    def loader(i: int):
+        return lambda: np.asarray(Image.open(g.crop_path(i)).convert("RGB"))
+
+    return precompute_gallery_latents([loader(i) for i in range(len(g))], settings, progress)
 
 
 @gallery_app.command("list")

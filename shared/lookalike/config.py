@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, computed_field
+from pydantic import Field, SecretStr, ValidationError, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lookalike.errors import ConfigError
@@ -58,6 +58,44 @@ class Settings(BaseSettings):
     webp_size: int = Field(256, ge=64, le=1024, description="Side of the animated WebP preview.")
     webp_fps: int = Field(12, ge=1, le=60)
 
+    # --- StyleGAN renderer (LOOKALIKE_RENDERER=stylegan; files from the operator) -------
+    # Checked at start-up by lookalike.stylegan.stage.check_renderer; see docs/STYLEGAN.md.
+    stylegan_checkpoint: Path | None = Field(None, description="StyleGAN2 generator checkpoint "
+                                             "(rosinality layout: g_ema + latent_avg).")
+    stylegan_vgg16: Path | None = Field(None, description="torchvision VGG16 weights (.pth) for "
+                                        "the perceptual inversion loss.")
+    stylegan_smile_direction: Path | None = Field(None, description="Smile direction .npy, "
+                                                  "[n_latent, style_dim] or [style_dim].")
+    stylegan_encoder: Path | None = Field(None, description="Optional encoder (.pt2 or "
+                                          "TorchScript) whose output starts the inversion.")
+    stylegan_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                                 description="auto = CUDA when present.")
+    stylegan_steps: int = Field(300, ge=1, le=10_000, description="Inversion optimiser steps.")
+    stylegan_lr: float = Field(0.1, gt=0, le=10, description="Inversion peak learning rate.")
+    stylegan_lr_rampup: float = Field(0.05, ge=0, le=1)
+    stylegan_lr_rampdown: float = Field(0.25, ge=0, le=1)
+    stylegan_batch_size: int = Field(4, ge=1, le=64, description="Faces inverted together.")
+    stylegan_frame_batch: int = Field(8, ge=1, le=256, description="Frames generated per call.")
+    stylegan_perceptual_weight: float = Field(1.0, ge=0)
+    stylegan_pixel_weight: float = Field(0.1, ge=0)
+    stylegan_face_mask: bool = Field(False, description="Restrict the inversion loss to an "
+                                     "ellipse around the face.")
+    stylegan_optimize_noise: bool = Field(False, description="Also optimise the noise maps "
+                                          "(regularised).")
+    stylegan_noise_reg_weight: float = Field(1e5, ge=0)
+    stylegan_smile_strength: float = Field(3.0, ge=-50, le=50)
+    stylegan_photo_fade: float = Field(0.25, ge=0, le=1, description="Part of a clip over which "
+                                       "the real photo fades into the generator's image.")
+    stylegan_latent_cache_dir: Path | None = Field(None, description="Celebrity latents "
+                                                   "(default data_dir/cache/stylegan-latents).")
+
+    @field_validator("stylegan_checkpoint", "stylegan_vgg16", "stylegan_smile_direction",
+                     "stylegan_encoder", "stylegan_latent_cache_dir", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value):
+        # `LOOKALIKE_STYLEGAN_VGG16=` means "not set", not the current folder
+        return None if isinstance(value, str) and not value.strip() else value
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def gallery_dir(self) -> Path:
@@ -97,6 +135,12 @@ class Settings(BaseSettings):
         "auto", description="API keys: auto = required except `lookalike serve` on loopback.")
     rate_limit_per_minute: int = Field(600, ge=1, description="Requests per API key per minute "
                                                               "(a key may carry its own).")
+    # The visitors' web page (GET /) submits without an API key: each job is then reachable only
+    # through the signed links handed to the browser that uploaded it (see services/api/routes/web.py).
+    visitor_uploads: bool = Field(True, description="Let the web page at / accept photos without "
+                                                    "an API key (rate-limited per client address).")
+    visitor_rate_limit_per_minute: int = Field(10, ge=1, description="Photo uploads per client "
+                                                                      "address per minute from the web page.")
     link_ttl_s: int = Field(3600, ge=10, le=7 * 86400, description="Lifetime of artifact links.")
     retention_hours: float = Field(24.0, gt=0, description="Jobs, photos, embeddings and media "
                                                            "are deleted this long after upload.")

@@ -21,7 +21,7 @@ from lookalike.errors import LookalikeError
 from lookalike.faces import get_backend
 from lookalike.gallery.index import GalleryIndex, Match
 from lookalike.gallery.store import Gallery
-from lookalike.stages import encode_image, match_face, render_morphs
+from lookalike.stages import encode_image, invert_face, match_face, render_morphs
 
 SIMILARITY_NOTE = ("similarity 0..1: 0.5 is the face model's same-person threshold; "
                    "look-alikes usually score 0.3-0.5")
@@ -61,6 +61,14 @@ def run_job(data: bytes, out_dir: Path, index: GalleryIndex, *, settings: Settin
         result["face"] = face.summary()
         Image.fromarray(face.aligned).save(out_dir / "aligned.jpg", quality=92)
         artifacts = {"aligned": "aligned.jpg"}
+        latent = None
+        if render and settings.renderer == "stylegan":
+            # StyleGAN inversion belongs to the encoder stage; the latent is kept with the job
+            t = time.perf_counter()
+            latent = invert_face(face.aligned, settings=settings)
+            timings["invert"] = time.perf_counter() - t
+            (out_dir / "latent.npz").write_bytes(latent)
+            artifacts["latent"] = "latent.npz"
 
         notify("matching")
         t = time.perf_counter()
@@ -78,7 +86,7 @@ def run_job(data: bytes, out_dir: Path, index: GalleryIndex, *, settings: Settin
             if found.bad_news:
                 targets["bad"] = _target(index, found.bad_news)
             paths, render_timings = render_morphs(face.aligned, face.aligned_landmarks, targets,
-                                                  out_dir, settings=settings)
+                                                  out_dir, settings=settings, visitor_latent=latent)
             timings.update(render_timings)
             artifacts.update({name: p.name for name, p in paths.items()})
         result["artifacts"] = artifacts

@@ -51,6 +51,7 @@ def key(job_id: str, name: str) -> str:
 
 
 ORIGINAL, ALIGNED, FACE, TARGETS = "original", "aligned.jpg", "face.npz", "targets.npz"
+LATENT = "latent.npz"  # the visitor's StyleGAN W+ (LOOKALIKE_RENDERER=stylegan only)
 
 
 def _worker_name() -> str:
@@ -167,7 +168,7 @@ def _timings(job: Job, **new: float) -> dict:
 # --- stages -----------------------------------------------------------------------------------
 
 def encode_job(rt, job_id: str) -> None:
-    from lookalike.stages import encode_image
+    from lookalike.stages import encode_image, invert_face
 
     job = _start(rt, job_id, ("queued", "encoding"), "encoding", "encode")
     if job is None:
@@ -184,6 +185,10 @@ def encode_job(rt, job_id: str) -> None:
                                              aligned_landmarks=face.aligned_landmarks.astype(np.float32)))
         summary = face.summary()
         detail = {f"encode.{k}": v for k, v in face.timings.items()}
+        if rt.settings.renderer == "stylegan" and _clips(job):
+            ti = time.perf_counter()
+            rt.store.put(key(job_id, LATENT), invert_face(face.aligned, settings=rt.settings))
+            detail["encode.invert"] = time.perf_counter() - ti
         timings = _timings(job, encode=time.perf_counter() - t, **detail)
         if queue_wait is not None:
             timings["queue_wait"] = queue_wait
@@ -252,10 +257,14 @@ def render_job(rt, job_id: str) -> None:
             crop = Image.open(io.BytesIO(rt.store.get(key(job_id, f"target-{name}.jpg")))).convert("RGB")
             targets[name] = (np.asarray(crop), pts)
         smile = "smile" in _clips(job)
+        latent = None
+        if rt.settings.renderer == "stylegan" and rt.store.exists(key(job_id, LATENT)):
+            latent = rt.store.get(key(job_id, LATENT))   # else render_morphs inverts it now
         artifacts = dict(job.artifacts or {})
         with tempfile.TemporaryDirectory(prefix=f"render-{job_id[:8]}-") as tmp:
             paths, clip_timings = render_morphs(visitor, points, targets, Path(tmp),
-                                                settings=rt.settings, smile=smile)
+                                                settings=rt.settings, smile=smile,
+                                                visitor_latent=latent)
             for name, path in sorted(paths.items()):
                 media_key = key(job_id, f"media/{Path(path).name}")
                 rt.store.put_file(media_key, Path(path))

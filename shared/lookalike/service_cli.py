@@ -180,6 +180,10 @@ def worker(
     try:
         settings = get_settings()
         check_service(settings, "distributed")
+        if {"encoder", "renderer"} & set(names):
+            from lookalike.stylegan.stage import check_renderer
+
+            check_renderer(settings)   # a missing StyleGAN file stops the worker here
         Database(settings.resolved_database_url).migrate()
     except LookalikeError as exc:
         _fail(exc)

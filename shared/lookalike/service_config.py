@@ -45,6 +45,11 @@ def check_service(settings: Settings, mode: str) -> list[str]:
         problems.append("LOOKALIKE_PUBLIC_URL must start with http:// or https://")
     if problems:
         raise ConfigError("invalid settings: " + "; ".join(problems))
+    if mode == "embedded":
+        # the embedded server runs the encoder and renderer stages in-process
+        from lookalike.stylegan.stage import check_renderer
+
+        check_renderer(settings)
     for w in warnings:
         log.warning("%s", w)
     return warnings

@@ -3,6 +3,7 @@ inside the Celery workers (distributed). Inputs and outputs are plain data; no I
 
     encode_image(bytes)            -> FaceAnalysis        decode → detect → landmarks → align → embed
     match_face(analysis, index)    -> SearchResult        top-k people, best good, best bad
+    invert_face(aligned)           -> bytes               StyleGAN W+ of the crop (renderer=stylegan)
     render_morphs(visitor, targets, out_dir) -> artifacts  morph and smile clips, poster
 """
 
@@ -39,15 +40,34 @@ def match_face(analysis: FaceAnalysis, index: GalleryIndex, *, top_k: int = 5) -
     return index.search(analysis.embedding, top_k, model=analysis.model)
 
 
+def invert_face(aligned: np.ndarray, *, settings: Settings | None = None) -> bytes | None:
+    """The encoder stage's StyleGAN step: the aligned crop's W+ latent as ``.npz`` bytes, or
+    None with the classical renderer (which needs no latent)."""
+    settings = settings or get_settings()
+    if settings.renderer != "stylegan":
+        return None
+    from lookalike.stylegan.stage import invert_aligned
+
+    return invert_aligned(aligned, settings)
+
+
 def render_morphs(visitor_face: np.ndarray, visitor_points: np.ndarray,
                   targets: dict[str, tuple[np.ndarray, np.ndarray]], out_dir: Path,
-                  *, settings: Settings | None = None, smile: bool = True) -> tuple[dict[str, Path], dict[str, float]]:
+                  *, settings: Settings | None = None, smile: bool = True,
+                  visitor_latent: bytes | None = None) -> tuple[dict[str, Path], dict[str, float]]:
     """Morph clips visitor → each target (name → (crop, points)), plus the smile clip.
 
-    Returns the artifact paths by name and the seconds spent per clip.
+    ``LOOKALIKE_RENDERER`` picks the renderer; both write the same file names.  The StyleGAN
+    one uses ``visitor_latent`` (from ``invert_face``; inverted here when None) and ignores the
+    landmarks. Returns the artifact paths by name and the seconds spent per clip.
     """
+    settings = settings or get_settings()
+    if settings.renderer == "stylegan":
+        from lookalike.stylegan.stage import render_clips
+
+        return render_clips(visitor_face, visitor_latent, {n: crop for n, (crop, _) in targets.items()},
+                            Path(out_dir), settings=settings, smile=smile)
     from lookalike.render import render_job_clips
 
-    settings = settings or get_settings()
     return render_job_clips(visitor_face, visitor_points, targets, Path(out_dir),
                             settings=settings, smile=smile)

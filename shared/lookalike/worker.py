@@ -38,6 +38,10 @@ def preload() -> None:
         from lookalike.faces import get_backend
 
         get_backend(rt.settings.face_backend)
+    if {"encoder", "renderer"} & queues and rt.settings.renderer == "stylegan":
+        from lookalike.stylegan.stage import get_models
+
+        get_models(rt.settings)   # once per process, before the first task
     if "matcher" in queues:
         try:
             rt.gallery.index()

@@ -30,9 +30,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from service_procs import (LOOKALIKE, S3_ACCESS, S3_SECRET, Proc, Redis, S3Server,  # noqa: E402
                            create_database, drop_database, free_port)
-from service_stacks import Stack, wait_ready, wait_worker_ready  # noqa: E402
+from service_stacks import SECRET_KEY, Stack, common_env, wait_ready, wait_worker_ready  # noqa: E402
 
-SECRET_KEY = "test-secret-key-0123456789abcdef"
 #: the small gallery: (person, photos, category)
 GALLERY_PEOPLE = [("Tom_Hanks", 2, "good"), ("Halle_Berry", 2, "good"),
                   ("Tony_Blair", 2, "good"), ("Donald_Rumsfeld", 2, "bad")]
@@ -183,36 +182,6 @@ def small_gallery(service_tmp, fixtures_dir) -> Path:
 
 # --- stacks -------------------------------------------------------------------------------------
 
-def _common_env(data_dir: Path, port: int, mailbox: MailBox) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
-    env.update({
-        "LOOKALIKE_DATA_DIR": str(data_dir),
-        "LOOKALIKE_API_HOST": "127.0.0.1",
-        "LOOKALIKE_API_PORT": str(port),
-        "LOOKALIKE_SECRET_KEY": SECRET_KEY,
-        "LOOKALIKE_AUTH": "keys",
-        "LOOKALIKE_WEBHOOK_ALLOW": "127.0.0.1",
-        "LOOKALIKE_WEBHOOK_RETRY_FIRST_S": "0.5",
-        "LOOKALIKE_WEBHOOK_RETRY_MAX_S": "2",
-        "LOOKALIKE_SMTP_HOST": "127.0.0.1",
-        "LOOKALIKE_SMTP_PORT": str(mailbox.port),
-        "LOOKALIKE_RECONCILE_EVERY_S": "1",
-        "LOOKALIKE_STALL_GRACE_S": "1",
-        "LOOKALIKE_ENCODER_TIME_LIMIT_S": "15",
-        "LOOKALIKE_MATCHER_TIME_LIMIT_S": "10",
-        "LOOKALIKE_RENDERER_TIME_LIMIT_S": "60",
-        "LOOKALIKE_NOTIFY_TIME_LIMIT_S": "10",
-        # small, short clips: the tests check that videos decode, not how they look
-        "LOOKALIKE_VIDEO_SIZE": "256",
-        "LOOKALIKE_MORPH_SECONDS": "1.0",
-        "LOOKALIKE_HOLD_SECONDS": "0.2",
-        "LOOKALIKE_WEBP_SIZE": "128",
-        "LOOKALIKE_MAX_UPLOAD_BYTES": str(5 * 1024 * 1024),
-        "PYTHONUNBUFFERED": "1",
-    })
-    return env
-
-
 def _finish_stack(stack: Stack) -> Stack:
     stack.create_key("admin", ["admin", "client"])
     stack.create_key("client", ["client"])
@@ -230,7 +199,7 @@ def _finish_stack(stack: Stack) -> Stack:
 def distributed_stack(service_tmp, redis_server, pg_url, s3_server, small_gallery, mailbox):
     data_dir = service_tmp / "distributed"
     port = free_port()
-    env = _common_env(data_dir, port, mailbox)
+    env = common_env(data_dir, port, mailbox)
     env.update({
         "LOOKALIKE_DATABASE_URL": pg_url,
         "LOOKALIKE_REDIS_URL": redis_server.url,
@@ -274,7 +243,7 @@ def embedded_stack(service_tmp, small_gallery, mailbox):
     data_dir = service_tmp / "embedded"
     shutil.copytree(small_gallery, data_dir / "gallery")
     port = free_port()
-    env = _common_env(data_dir, port, mailbox)
+    env = common_env(data_dir, port, mailbox)
     stack = Stack("embedded", f"http://127.0.0.1:{port}", env, data_dir)
     stack.procs["serve"] = Proc("serve", [LOOKALIKE, "serve"], env,
                                 service_tmp / "logs-embedded" / "serve.log").start()

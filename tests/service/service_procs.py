@@ -115,12 +115,16 @@ class Redis:
         wait_until(lambda: port_open(self.port), 10, what="redis")
         return self
 
-    def restart(self) -> None:
-        """Kill without saving (no persistence: every queued message is gone) and start again."""
+    def kill(self) -> None:
+        """SIGKILL without saving (no persistence: every queued message is gone)."""
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.popen.wait(5)
         wait_until(lambda: not port_open(self.port), 5, what="redis down")
+
+    def restart(self) -> None:
+        """Kill without saving and start again on the same port."""
+        self.kill()
         self.start()
 
     def stop(self) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import httpx
 from service_procs import LOOKALIKE, Proc, wait_until
 
 FINAL = ("succeeded", "failed")
+SECRET_KEY = "test-secret-key-0123456789abcdef"
 
 
 @dataclass
@@ -194,3 +196,98 @@ def sse_events(stack: Stack, job_id: str, role: str = "client", timeout: float =
                 elif line.startswith("data:") and kind == "job":
                     events.append(json.loads(line.split(":", 1)[1]))
     return events
+
+
+# --- dedicated stacks (tests that kill or restart parts) ------------------------------------------
+
+QUEUE_NAMES = ("encoder", "matcher", "renderer", "notify")
+
+
+def start_worker(stack: Stack, queue: str, logs: Path, env: dict | None = None,
+                 name: str | None = None) -> Proc:
+    """One ``lookalike worker --queue X`` (the notify one with ``--beat``), ready to take tasks."""
+    args = [LOOKALIKE, "worker", "--queue", queue, "--concurrency", "1", "--loglevel", "INFO"]
+    if queue == "notify":
+        args.append("--beat")
+    name = name or queue
+    proc = Proc(name, args, env or stack.env, logs / f"{name}.log").start()
+    stack.procs[name] = proc
+    wait_worker_ready(proc)
+    return proc
+
+
+def start_distributed_stack(kind: str, env: dict, data_dir: Path, gallery: Path) -> Stack:
+    """A whole distributed stack of its own (API + one worker per queue) over ``env``, which
+    names its own Redis, database and bucket; keys ``admin`` and ``client`` are created."""
+    stack = Stack(kind, f"http://127.0.0.1:{env['LOOKALIKE_API_PORT']}", env, data_dir)
+    logs = data_dir / "logs"
+    try:
+        published = stack.cli("gallery", "publish", "--gallery", str(gallery))
+        assert published.returncode == 0, published.stderr
+        for queue in QUEUE_NAMES:
+            args = [LOOKALIKE, "worker", "--queue", queue, "--concurrency", "1", "--loglevel", "INFO"]
+            if queue == "notify":
+                args.append("--beat")
+            stack.procs[queue] = Proc(queue, args, env, logs / f"{queue}.log").start()
+        stack.procs["api"] = Proc("api", [LOOKALIKE, "api"], env, logs / "api.log").start()
+        wait_ready(stack)
+        for queue in QUEUE_NAMES:
+            wait_worker_ready(stack.procs[queue])
+        stack.create_key("admin", ["admin", "client"])
+        stack.create_key("client", ["client"])
+    except BaseException:
+        print(stack.log_tail(200))
+        stack.stop()
+        raise
+    return stack
+
+
+def metric_samples(stack: Stack) -> dict[str, list]:
+    """``/metrics`` parsed: sample name -> [(labels, value), …]."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = httpx.get(stack.base_url + "/metrics", timeout=10, trust_env=False)
+    assert r.status_code == 200, r.text
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(r.text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return out
+
+
+def sample(samples: dict[str, list], name: str, **labels) -> float | None:
+    """The value of the one sample ``name`` whose labels include ``labels`` (None if absent)."""
+    found = [v for lab, v in samples.get(name, []) if all(lab.get(k) == x for k, x in labels.items())]
+    assert len(found) <= 1, (name, labels, found)
+    return found[0] if found else None
+
+
+def common_env(data_dir: Path, port: int, mailbox) -> dict:
+    """The settings both stacks (and the fuzz stack) run with; ``mailbox`` is the SMTP receiver."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
+    env.update({
+        "LOOKALIKE_DATA_DIR": str(data_dir),
+        "LOOKALIKE_API_HOST": "127.0.0.1",
+        "LOOKALIKE_API_PORT": str(port),
+        "LOOKALIKE_SECRET_KEY": SECRET_KEY,
+        "LOOKALIKE_AUTH": "keys",
+        "LOOKALIKE_WEBHOOK_ALLOW": "127.0.0.1",
+        "LOOKALIKE_WEBHOOK_RETRY_FIRST_S": "0.5",
+        "LOOKALIKE_WEBHOOK_RETRY_MAX_S": "2",
+        "LOOKALIKE_SMTP_HOST": "127.0.0.1",
+        "LOOKALIKE_SMTP_PORT": str(mailbox.port),
+        "LOOKALIKE_RECONCILE_EVERY_S": "1",
+        "LOOKALIKE_STALL_GRACE_S": "1",
+        "LOOKALIKE_ENCODER_TIME_LIMIT_S": "15",
+        "LOOKALIKE_MATCHER_TIME_LIMIT_S": "10",
+        "LOOKALIKE_RENDERER_TIME_LIMIT_S": "60",
+        "LOOKALIKE_NOTIFY_TIME_LIMIT_S": "10",
+        # small, short clips: the tests check that videos decode, not how they look
+        "LOOKALIKE_VIDEO_SIZE": "256",
+        "LOOKALIKE_MORPH_SECONDS": "1.0",
+        "LOOKALIKE_HOLD_SECONDS": "0.2",
+        "LOOKALIKE_WEBP_SIZE": "128",
+        "LOOKALIKE_MAX_UPLOAD_BYTES": str(5 * 1024 * 1024),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env

@@ -9,10 +9,13 @@ from lookalike.errors import GalleryError
 from lookalike.galleries import add_person, person_row, remove_person, set_person
 from services.api.deps import AdminKey, RuntimeDep
 from services.api.errors import ApiError
-from services.api.schemas import ErrorResponse, GalleryListing, Person, PersonAdded, PersonPatch
+from services.api.schemas import (ErrorResponse, GalleryListing, Person, PersonAdded, PersonPatch,
+                                  error_responses)
 from services.api.uploads import BadRequest, read_multipart
 
-router = APIRouter(prefix="/v1/gallery", tags=["gallery"])
+# admin keys only (401, 403), counted against their limit (429); uploads are checked (400-415)
+router = APIRouter(prefix="/v1/gallery", tags=["gallery"],
+                   responses=error_responses(400, 401, 403, 413, 415, 422, 429, 503))
 
 ADD_BODY = {
     "requestBody": {

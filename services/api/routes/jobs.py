@@ -22,11 +22,13 @@ from lookalike.queue import transient_errors
 from lookalike.runtime import Runtime
 from services.api.deps import BaseUrl, CurrentKey, RuntimeDep, SessionDep
 from services.api.errors import ApiError
-from services.api.schemas import ErrorResponse, JobAccepted, JobStatus
+from services.api.schemas import ErrorResponse, JobAccepted, JobStatus, error_responses
 from services.api.uploads import check_photo, read_multipart
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+# every route needs a key (401), counts against its limit (429) and reads the job store (503)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"],
+                   responses=error_responses(400, 401, 422, 429, 503))
 
 ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse},
           413: {"model": ErrorResponse}, 415: {"model": ErrorResponse},
@@ -89,14 +91,23 @@ async def submit_job(request: Request, principal: CurrentKey, rt: RuntimeDep, ba
                      response: Response) -> JobAccepted:
     """Checks the upload at the door (nothing is stored or queued for a refused one), stores
     the photo, creates the job and queues its first stage. Answers 202 with the job's links."""
+    job_id = await accept_upload(request, rt, principal.key_id)
+    response.headers["Location"] = f"{base}/v1/jobs/{job_id}"
+    return JobAccepted(id=job_id, state="queued",
+                       links={"self": f"{base}/v1/jobs/{job_id}", "events": f"{base}/v1/jobs/{job_id}/events"})
+
+
+async def accept_upload(request: Request, rt: Runtime, key_id: str, *, notify: bool = True) -> str:
+    """The admission of one photo (shared with the web page's visitor uploads); returns the job
+    id. ``notify=False`` ignores webhook and e-mail fields (visitors may not set them)."""
     settings = rt.settings
     upload = await read_multipart(request, file_limit=settings.max_upload_bytes)
     photo = upload.file("photo")
     if photo is None:
         raise ApiError(422, "invalid_request", "The form needs a file field named 'photo'.")
     options = parse_options(upload.fields, rt)
-    webhook_url = upload.fields.get("webhook_url", "").strip() or None
-    email = upload.fields.get("email", "").strip() or None
+    webhook_url = (upload.fields.get("webhook_url", "").strip() or None) if notify else None
+    email = (upload.fields.get("email", "").strip() or None) if notify else None
     if email:
         email = check_email(email)
         if not settings.smtp_host:
@@ -112,7 +123,7 @@ async def submit_job(request: Request, principal: CurrentKey, rt: RuntimeDep, ba
         rt.store.put(key(job_id, ORIGINAL), data, "application/octet-stream")
         try:
             with rt.db.session() as s:
-                repo.create_job(s, job_id=job_id, key_id=principal.key_id, options=options,
+                repo.create_job(s, job_id=job_id, key_id=key_id, options=options,
                                 webhook_url=webhook_url, email=email, photo_format=fmt,
                                 photo_bytes=len(data))
         except BaseException:
@@ -124,10 +135,7 @@ async def submit_job(request: Request, principal: CurrentKey, rt: RuntimeDep, ba
             log.warning("job %s stored but not queued yet: %s", job_id, type(exc).__name__)
         return job_id
 
-    job_id = await run_in_threadpool(admit)
-    response.headers["Location"] = f"{base}/v1/jobs/{job_id}"
-    return JobAccepted(id=job_id, state="queued",
-                       links={"self": f"{base}/v1/jobs/{job_id}", "events": f"{base}/v1/jobs/{job_id}/events"})
+    return await run_in_threadpool(admit)
 
 
 def _visible(job: Job | None, principal: Principal) -> Job:
