@@ -41,7 +41,7 @@ def threads_env() -> dict:
 class BenchStack:
     def __init__(self, fixtures: Path, *, api_workers: int = 1, extra_env: dict | None = None,
                  keep: bool = False) -> None:
-        self.fixtures = fixtures
+        self.fixtures = Path(fixtures).resolve()  # the gallery links to the photos
         self.api_workers = api_workers
         self.tmp = Path(tempfile.mkdtemp(prefix="lookalike-bench-"))
         self.keep = keep
@@ -144,7 +144,7 @@ class BenchStack:
     def start_worker(self, name: str, queues: str = "all", concurrency: int = 1) -> Proc:
         env = {**self.env, **threads_env()}
         proc = Proc(name, [LOOKALIKE, "worker", "--queue", queues, "--concurrency", str(concurrency),
-                           "--loglevel", "WARNING"], env, self.tmp / "logs" / f"{name}.log").start()
+                           "--loglevel", "INFO"], env, self.tmp / "logs" / f"{name}.log").start()
         self.procs[name] = proc
 
         def ready() -> bool:

@@ -85,8 +85,8 @@ def finished_job(stack: BenchStack, photo: Path) -> str:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"job {job_id} still {state} after 300 s")
             time.sleep(0.5)
-    if state != "succeeded":
-        raise RuntimeError(f"the warm-up job {job_id} failed")
+        if state != "succeeded":
+            raise RuntimeError(f"the warm-up job {job_id} failed: {c.get(f'/v1/jobs/{job_id}').json()['error']}")
     stack.stop_worker("worker-1")
     return job_id
 

@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 _OPEN = Principal(key_id=ANONYMOUS, scopes=frozenset(SCOPES))
 
 
-def get_runtime(request: Request) -> Runtime:
+# Pure dependencies are ``async def``: FastAPI would run a plain ``def`` one in the threadpool,
+# a thread hop per request for nothing.
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
@@ -30,7 +32,7 @@ def get_session(rt: RuntimeDep) -> Iterator[Session]:
         yield session
 
 
-def get_store(rt: RuntimeDep) -> ObjectStore:
+async def get_store(rt: RuntimeDep) -> ObjectStore:
     return rt.store
 
 
@@ -73,7 +75,7 @@ def get_principal(request: Request, rt: RuntimeDep) -> Principal:
 CurrentKey = Annotated[Principal, Depends(get_principal)]
 
 
-def require_admin(principal: CurrentKey) -> Principal:
+async def require_admin(principal: CurrentKey) -> Principal:
     if not principal.is_admin:
         raise ApiError(403, "forbidden", "This needs an API key with the admin scope.")
     return principal
@@ -82,7 +84,7 @@ def require_admin(principal: CurrentKey) -> Principal:
 AdminKey = Annotated[Principal, Depends(require_admin)]
 
 
-def base_url(request: Request, rt: RuntimeDep) -> str:
+async def base_url(request: Request, rt: RuntimeDep) -> str:
     """Where links in answers point: LOOKALIKE_PUBLIC_URL, else the address the client used."""
     if rt.settings.public_url:
         return rt.settings.public_url.rstrip("/")

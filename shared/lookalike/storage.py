@@ -22,8 +22,10 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import quote
 
@@ -228,6 +230,8 @@ class S3Store(ObjectStore):
         self._presigner = (session.client("s3", endpoint_url=public_url, config=config)
                            if public_url and public_url != endpoint_url else self.client)
         self._bucket_ready = False
+        self._links: OrderedDict[tuple, tuple[float, str]] = OrderedDict()
+        self._links_lock = threading.Lock()
         if create_bucket:
             self.ensure_bucket()
 
@@ -303,11 +307,29 @@ class S3Store(ObjectStore):
             self.client.copy_object(Bucket=self.bucket, Key=check_key(dst),
                                     CopySource={"Bucket": self.bucket, "Key": check_key(src)})
 
+    #: how long a presigned link is handed out again: botocore takes ~0.4 ms to sign one and a
+    #: polled job view holds ~10, so clients polling a job reuse links signed moments ago (a
+    #: reused link still has at least ``ttl_s - LINK_REUSE_S`` seconds, or 90 % of ttl_s, left)
+    LINK_REUSE_S = 60.0
+    _LINKS_KEPT = 4096
+
     def url(self, key: str, ttl_s: int, filename: str | None = None) -> str:
+        cache_key = (key, ttl_s, filename)
+        now = time.monotonic()
+        with self._links_lock:
+            hit = self._links.get(cache_key)
+            if hit is not None and now - hit[0] < min(self.LINK_REUSE_S, 0.1 * ttl_s):
+                return hit[1]
         params = {"Bucket": self.bucket, "Key": check_key(key)}
         if filename:
             params["ResponseContentDisposition"] = f'inline; filename="{filename}"'
-        return self._presigner.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_s)
+        link = self._presigner.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_s)
+        with self._links_lock:
+            self._links[cache_key] = (now, link)
+            self._links.move_to_end(cache_key)
+            while len(self._links) > self._LINKS_KEPT:
+                self._links.popitem(last=False)
+        return link
 
     def ping(self) -> None:
         with self._errors("reach the bucket"):

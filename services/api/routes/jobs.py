@@ -20,7 +20,7 @@ from lookalike.notify import InvalidOption, check_email, check_webhook_url
 from lookalike.pipeline import CLIPS, ORIGINAL, delete_job_data, key
 from lookalike.queue import transient_errors
 from lookalike.runtime import Runtime
-from services.api.deps import BaseUrl, CurrentKey, RuntimeDep, SessionDep
+from services.api.deps import BaseUrl, CurrentKey, RuntimeDep
 from services.api.errors import ApiError
 from services.api.schemas import ErrorResponse, JobAccepted, JobStatus, error_responses
 from services.api.uploads import check_photo, read_multipart
@@ -146,10 +146,10 @@ def _visible(job: Job | None, principal: Principal) -> Job:
 
 @router.get("/{job_id}", response_model=JobStatus, responses={404: {"model": ErrorResponse}},
             summary="Read a job")
-def get_job(job_id: str, principal: CurrentKey, session: SessionDep, rt: RuntimeDep,
-            base: BaseUrl) -> dict:
+def get_job(job_id: str, principal: CurrentKey, rt: RuntimeDep, base: BaseUrl) -> dict:
     """State, stage, progress, per-stage timings, error, and the result with artifact URLs."""
-    job = _visible(repo.get_job(session, job_id[:64]), principal)
+    with rt.db.read() as session:  # the hot path of polling clients: no transaction
+        job = _visible(repo.get_job(session, job_id[:64]), principal)
     return job_view(job, rt.store, base_url=base, link_ttl_s=rt.settings.link_ttl_s,
                     retention_hours=rt.settings.retention_hours)
 

@@ -49,12 +49,25 @@ class Database:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # A status poll only reads: in autocommit it costs one round trip, not BEGIN + SELECT + COMMIT.
+        self.read_sessions = sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                                          expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session that commits on success; connection faults become DatabaseUnavailable."""
         try:
             with self.sessions() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            raise DatabaseUnavailable(f"the job store is unavailable: {type(exc.orig).__name__}") from None
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading only, outside a transaction (each statement sees the latest
+        committed rows); connection faults become DatabaseUnavailable."""
+        try:
+            with self.read_sessions() as session:
                 yield session
         except OperationalError as exc:
             raise DatabaseUnavailable(f"the job store is unavailable: {type(exc.orig).__name__}") from None
