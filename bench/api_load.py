@@ -106,7 +106,7 @@ def main() -> None:
     ap.add_argument("--fixtures", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "fixtures")
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes")
-    ap.add_argument("--status-connections", type=int, default=16)
+    ap.add_argument("--status-connections", type=int, default=8)
     ap.add_argument("--submit-connections", type=int, default=8)
     ap.add_argument("--write", type=Path, help="update this markdown file's api-load section")
     args = ap.parse_args()
