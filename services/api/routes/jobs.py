@@ -149,7 +149,7 @@ def _visible(job: Job | None, principal: Principal) -> Job:
 def get_job(job_id: str, principal: CurrentKey, rt: RuntimeDep, base: BaseUrl) -> dict:
     """State, stage, progress, per-stage timings, error, and the result with artifact URLs."""
     with rt.db.read() as session:  # the hot path of polling clients: no transaction
-        job = _visible(repo.get_job(session, job_id[:64]), principal)
+        job = _visible(repo.read_job(session, job_id[:64]), principal)
     return job_view(job, rt.store, base_url=base, link_ttl_s=rt.settings.link_ttl_s,
                     retention_hours=rt.settings.retention_hours)
 

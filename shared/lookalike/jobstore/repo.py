@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Iterable
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from lookalike.jobstore.models import (FINAL_STATES, PROGRESS, RUNNING_STATES, ApiKey, Delivery,
@@ -39,6 +39,18 @@ def get_job(s: Session, job_id: str, *, include_deleted: bool = False) -> Job | 
     if job is None or (job.deleted_at is not None and not include_deleted):
         return None
     return job
+
+
+_READ_JOB = select(*Job.__table__.c).where(Job.__table__.c.id == bindparam("job_id"))
+
+
+def read_job(s: Session, job_id: str):
+    """A job's columns as a read-only row (attribute access like ``Job``), or None when it is
+    missing or deleted. Skips the ORM's identity map and instance state: the status poll's path."""
+    row = s.execute(_READ_JOB, {"job_id": job_id}).one_or_none()
+    if row is None or row.deleted_at is not None:
+        return None
+    return row
 
 
 def start_stage(s: Session, job_id: str, accept: Iterable[str], state: str, stage: str,
