@@ -13,6 +13,7 @@ import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
@@ -103,8 +104,10 @@ def create_app(rt: Runtime, *, on_start=None, on_stop=None) -> FastAPI:
         if on_stop:
             on_stop()
 
-    app = FastAPI(title="Lookalike", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    # Swagger UI from files shipped in fastapi-offline: /docs works with no CDN reachable
+    app = FastAPIOffline(title="Lookalike", version=__version__, description=DESCRIPTION,
+                         lifespan=lifespan, docs_url="/docs", redoc_url=None,
+                         static_url="/docs-static")
     app.state.runtime = rt
     registry = CollectorRegistry()
     latency = Histogram("lookalike_http_request_duration_seconds", "API request latency",

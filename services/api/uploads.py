@@ -99,7 +99,8 @@ async def read_multipart(request: Request, *, file_limit: int, total_file_limit:
         state["part"] = state["field_buf"] = None
         if filename is not None or name in file_fields:
             if name not in file_fields:
-                state["bad"] = state["bad"] or f"Unexpected file field {name!r}."
+                wanted = " or ".join(repr(f) for f in file_fields)
+                state["bad"] = state["bad"] or f"Unexpected file field {name!r}: send the photo in the field {wanted}."
                 return
             part = UploadedFile(field=name, filename=(filename or b"").decode("utf-8", "replace")[:200])
             upload.files.append(part)

@@ -14,7 +14,7 @@ from typing import Annotated, Iterable, Optional
 import typer
 
 from lookalike.config import get_settings
-from lookalike.errors import LookalikeError
+from lookalike.errors import GalleryError, LookalikeError
 
 app = typer.Typer(
     help="Lookalike: which celebrity do you resemble? Match a face photo against a celebrity "
@@ -33,6 +33,10 @@ def _fail(exc: LookalikeError) -> None:
     if exc.advice:
         typer.echo(f"  {exc.advice}", err=True)
     raise typer.Exit(exc.exit_code)
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def _gallery_dir(path: Path | None) -> Path:
@@ -148,8 +152,9 @@ def gallery_import(
         return
     if latents is not None:
         typer.echo(f"StyleGAN latents: {latents['inverted']} inverted, {latents['cached']} already cached.")
-    typer.echo(f"Gallery {target}: {report.people} people; {report.added} photos added, "
-               f"{report.unchanged} unchanged, {report.removed} removed.")
+    typer.echo(f"Gallery {target}: {_count(report.people, 'person', 'people')}; "
+               f"{_count(report.added, 'photo')} added, {report.unchanged} unchanged, "
+               f"{report.removed} removed.")
     for item in report.failed:
         typer.echo(f"  skipped {item['source']}: {item['code']} - {item['message']}")
     for rel in report.ambiguous:
@@ -193,8 +198,8 @@ def gallery_list(
     for r in rows:
         typer.echo(f"{r['id']:<30} {r['category']:<5} {r['photos']:>3}  {r['name']}")
     s = g.stats()
-    typer.echo(f"{s['people']} people, {s['photos']} photos, model {s['model']}; "
-               f"{s['failed']} photos without a usable face.")
+    typer.echo(f"{_count(s['people'], 'person', 'people')}, {_count(s['photos'], 'photo')}, "
+               f"model {s['model']}; {_count(s['failed'], 'photo')} without a usable face.")
 
 
 @gallery_app.command("set-category")
@@ -305,11 +310,22 @@ def evaluate(
         _fail(exc)
         return
     d = report.to_dict()
+    if not report.probes:
+        if as_json:
+            typer.echo(json.dumps(d, indent=2))
+        for f in d["failed"]:
+            typer.echo(f"  failed {f['photo']}: {f['code']} - {f['message']}", err=True)
+        _fail(GalleryError(f"nothing to evaluate in {source}: {d['people']} "
+                           f"{'person' if d['people'] == 1 else 'people'} with a usable photo, no probe",
+                           advice="Give at least two people two or more photos each with a usable face."))
+        return
     if as_json:
         typer.echo(json.dumps(d, indent=2))
         return
-    typer.echo(f"Model {d['model']}: {d['people']} people, {d['probes']} probe photos.")
-    typer.echo(f"Rank-1 identification: {d['rank1'] * 100:.1f} %   rank-5: {d['rank5'] * 100:.1f} %")
+    typer.echo(f"Model {d['model']}: {_count(d['people'], 'person', 'people')}, "
+               f"{_count(d['probes'], 'probe photo')}.")
+    typer.echo(f"Rank-1 identification: {report.rank_rate(1) * 100:.1f} %   "
+               f"rank-5: {report.rank_rate(5) * 100:.1f} %")
     for key, label in (("same_person_similarity", "same person"),
                        ("different_person_similarity", "different people")):
         s = d[key]

@@ -191,9 +191,30 @@ class Settings(BaseSettings):
         return (self.public_url or f"http://{host}:{self.api_port}").rstrip("/")
 
 
+#: LOOKALIKE_ variables that are read elsewhere, not settings: the log level, the tests'
+#: fixture folder, docker compose's published port (LOOKALIKE__* are internal)
+NOT_SETTINGS = ("LOOKALIKE_LOG_LEVEL", "LOOKALIKE_FIXTURES", "LOOKALIKE_HTTP_PORT")
+
+
+def unknown_variables(environ: dict[str, str]) -> list[str]:
+    """LOOKALIKE_ variables that are no setting: most likely typos, which would be ignored."""
+    known = {"LOOKALIKE_" + name.upper() for name in Settings.model_fields}
+    return sorted(k for k in environ if k.startswith("LOOKALIKE_") and k not in known
+                  and k not in NOT_SETTINGS and not k.startswith(("LOOKALIKE__", "LOOKALIKE_TEST_")))
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings; raises ConfigError naming the bad variable."""
+    """The process-wide settings; raises ConfigError naming the bad variable. A variable with
+    the prefix that is no setting (a typo) is named in a warning."""
+    import difflib
+    import logging
+
+    for name in unknown_variables(dict(os.environ)):
+        close = difflib.get_close_matches(name, ["LOOKALIKE_" + f.upper() for f in Settings.model_fields], 1)
+        logging.getLogger("lookalike.config").warning(
+            "%s is not a Lookalike setting and is ignored%s", name,
+            f" (did you mean {close[0]}?)" if close else "")
     try:
         return Settings()
     except ValidationError as exc:

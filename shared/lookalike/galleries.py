@@ -17,6 +17,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -69,6 +70,23 @@ class GallerySource(ABC):
     def snapshot(self) -> Gallery:
         return self._load()
 
+    #: how long the answer of ``missing`` is reused (it is asked on every upload)
+    MISSING_CHECK_S = 5.0
+
+    def missing(self) -> str | None:
+        """Why no photo can be matched now (no gallery yet), or None when there is a gallery.
+        Cheap: the version check, answered again from memory for a few seconds."""
+        now = time.monotonic()
+        cached = getattr(self, "_missing", None)
+        if cached is not None and now - cached[0] < self.MISSING_CHECK_S:
+            return cached[1]
+        reason = self._missing_reason()
+        self._missing = (now, reason)
+        return reason
+
+    @abstractmethod
+    def _missing_reason(self) -> str | None: ...
+
 
 class LocalGallerySource(GallerySource):
     def __init__(self, settings: Settings, root: Path | None = None) -> None:
@@ -85,6 +103,12 @@ class LocalGallerySource(GallerySource):
 
     def _load(self) -> Gallery:
         return Gallery.load(self.root)
+
+    def _missing_reason(self) -> str | None:
+        if self.version() is None:
+            return (f"there is no gallery at {self.root} yet: build one with "
+                    "`lookalike gallery import PHOTOS/`")
+        return None
 
     def crop_bytes(self, gallery: Gallery, row: int) -> bytes:
         return gallery.crop_path(row).read_bytes()
@@ -114,6 +138,12 @@ class StoreGallerySource(GallerySource):
 
         with self.db.session() as s:
             return repo.gallery_generation(s)
+
+    def _missing_reason(self) -> str | None:
+        if int(self.version() or 0) <= 0:
+            return ("no gallery has been published yet: run `lookalike gallery publish` or add "
+                    "people through the gallery API")
+        return None
 
     def _snapshot_prefix(self, generation: int) -> str:
         return f"{self.PREFIX}{generation}/"

@@ -17,7 +17,7 @@ from PIL import Image
 
 from lookalike import __version__
 from lookalike.config import Settings, get_settings
-from lookalike.errors import LookalikeError
+from lookalike.errors import ConfigError, LookalikeError
 from lookalike.faces import get_backend
 from lookalike.gallery.index import GalleryIndex, Match
 from lookalike.gallery.store import Gallery
@@ -35,6 +35,25 @@ def load_index(gallery_dir: Path, settings: Settings | None = None) -> GalleryIn
     return GalleryIndex(gallery, backend.same_person_distance)
 
 
+#: what a run writes into its output folder (fixed names; see render.py)
+OUTPUT_FILES = ("result.json", "aligned.jpg", "latent.npz", "morph-*.mp4", "morph-*.webp",
+                "smile.mp4", "smile.webp", "poster.jpg", "poster-*.jpg")
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    """Create the output folder and remove what an earlier run wrote there, so a result never
+    sits beside another photo's media. Only the run's own file names are touched."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for pattern in OUTPUT_FILES:
+            for old in out_dir.glob(pattern):
+                old.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the output folder {out_dir}: {exc.strerror}",
+                          advice="Choose a folder you can write to with --out.") from None
+    return out_dir
+
+
 def _target(index: GalleryIndex, match: Match) -> tuple[np.ndarray, np.ndarray]:
     crop = np.asarray(Image.open(index.gallery.crop_path(match.photo)).convert("RGB"))
     return crop, index.gallery.landmarks[match.photo]
@@ -49,8 +68,7 @@ def run_job(data: bytes, out_dir: Path, index: GalleryIndex, *, settings: Settin
     errors of ``lookalike.errors`` after a ``result.json`` with ``state: failed`` is written.
     """
     settings = settings or get_settings()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_out_dir(Path(out_dir))
     notify = on_stage or (lambda stage: None)
     started = time.perf_counter()
     result: dict = {"version": __version__, "photo": photo_name, "state": "encoding"}

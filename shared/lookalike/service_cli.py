@@ -36,6 +36,7 @@ def _fail(exc: LookalikeError) -> None:
 def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=os.environ.get("LOOKALIKE_LOG_LEVEL", level),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # not its plugin list at every start
 
 
 def is_loopback(host: str) -> bool:
@@ -69,11 +70,26 @@ def _settings_for(host: str | None, port: int | None) -> Settings:
     return settings.model_copy(update=update) if update else settings
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail before anything starts (the in-process stages, migrations) when the address is taken."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                              advice="Stop the other server there, or choose another --port.") from None
+
+
 # --- serve (embedded) ---------------------------------------------------------------------------
 
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Address to listen on (default LOOKALIKE_API_HOST).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (default LOOKALIKE_API_PORT, 8000).")] = None,
+    port: Annotated[Optional[int], typer.Option(min=1, max=65535,
+                                                help="Port (default LOOKALIKE_API_PORT, 8000).")] = None,
 ) -> None:
     """Run the whole service on this machine with no servers: SQLite job store, local object
     folder, stages in threads of this process. Keys are off on loopback unless LOOKALIKE_AUTH=keys."""
@@ -87,6 +103,7 @@ def serve(
     _logging()
     try:
         settings = _settings_for(host, port)
+        _check_port(settings.api_host, settings.api_port)
         rt = build_runtime(settings, "embedded", migrate=True)
         rt.extras["auth_off"] = _auth_off(settings, settings.api_host, embedded=True)
     except LookalikeError as exc:
@@ -108,6 +125,10 @@ def serve(
     typer.echo(f"Lookalike (embedded) on {url} — job store {settings.resolved_database_url}, "
                f"objects {rt.store.name} ({settings.resolved_storage_dir if rt.store.name == 'local' else settings.s3_bucket}), "
                f"gallery {settings.gallery_dir}", err=True)
+    missing = rt.gallery.missing()
+    if missing:
+        typer.secho(f"No gallery: {missing}. Uploads are refused (503) until there is one.",
+                    fg="yellow", err=True)
     if rt.extras["auth_off"]:
         typer.secho("API keys are OFF: anyone who can reach this loopback address can use the API "
                     "(set LOOKALIKE_AUTH=keys to require them).", fg="yellow", err=True)
@@ -121,7 +142,8 @@ def serve(
 
 def api(
     host: Annotated[Optional[str], typer.Option(help="Address to listen on (default LOOKALIKE_API_HOST).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (default LOOKALIKE_API_PORT, 8000).")] = None,
+    port: Annotated[Optional[int], typer.Option(min=1, max=65535,
+                                                help="Port (default LOOKALIKE_API_PORT, 8000).")] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="HTTP worker processes.")] = 1,
 ) -> None:
     """Run the HTTP gateway of the distributed stack (PostgreSQL, S3, Celery over Redis)."""
@@ -133,6 +155,7 @@ def api(
     _logging()
     try:
         settings = _settings_for(host, port)
+        _check_port(settings.api_host, settings.api_port)
         check_service(settings, "distributed")
         Database(settings.resolved_database_url).migrate()
         auth_off = _auth_off(settings, settings.api_host, embedded=False)

@@ -104,6 +104,7 @@ class _AtomicPath:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
+            os.chmod(self.tmp, 0o644)  # mkstemp makes 0600; clips are shared like result.json
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)

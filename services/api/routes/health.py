@@ -35,6 +35,11 @@ def readyz(rt: RuntimeDep) -> JSONResponse:
     else:
         checks["broker"] = "in-process"
     ok = all(v in ("ok", "in-process") for v in checks.values())
+    # reported, not required: operators publish the gallery through this same API
+    try:
+        checks["gallery"] = "missing" if rt.gallery.missing() else "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["gallery"] = f"unknown: {type(exc).__name__}"
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
                         status_code=200 if ok else 503)
 

@@ -195,12 +195,11 @@ def gallery_page() -> HTMLResponse:
 
 def _visitor_principal(request: Request, rt: Runtime) -> str:
     """The key id a page upload is filed under: the caller's API key when it sends one, else
-    ``visitor`` when visitor uploads are on (counted per client address)."""
+    ``visitor`` when visitor uploads are on (counted per client address, also when keys are off)."""
     if request.headers.get("authorization") or request.headers.get("x-api-key"):
         return get_principal(request, rt).key_id
-    if rt.extras.get("auth_off"):
-        return get_principal(request, rt).key_id
-    if not rt.settings.visitor_uploads:
+    auth_off = bool(rt.extras.get("auth_off"))
+    if not auth_off and not rt.settings.visitor_uploads:
         raise ApiError(401, "unauthorized", "Uploads from the web page are switched off on this "
                                             "server (LOOKALIKE_VISITOR_UPLOADS=false).")
     client = request.client.host if request.client else "unknown"
@@ -213,7 +212,7 @@ def _visitor_principal(request: Request, rt: Runtime) -> str:
         raise ApiError(429, "rate_limited", f"More than {limit} photos a minute from here; "
                                             f"wait {retry_after} s and try again.",
                        {"Retry-After": str(retry_after)})
-    return VISITOR
+    return get_principal(request, rt).key_id if auth_off else VISITOR
 
 
 @router.post("/visit/jobs", status_code=202)

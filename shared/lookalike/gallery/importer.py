@@ -66,6 +66,10 @@ def read_metadata(path: Path) -> dict[str, dict]:
                              "category": category}
     except OSError as exc:
         raise ConfigError(f"cannot read the metadata file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: the metadata file is not UTF-8 text",
+                          advice="Save it as 'CSV UTF-8' (id,name,category).") from None
     return rows
 
 
