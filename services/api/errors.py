@@ -32,6 +32,9 @@ _HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "me
 
 
 _FASTAPI_PARSE_ERROR = "There was an error parsing the body"
+_UNAVAILABLE = {"storage_unavailable": "The photo store is unavailable right now.",
+                "database_unavailable": "The job store is unavailable right now.",
+                "broker_unavailable": "The job queue is unavailable right now."}
 
 
 def install(app: FastAPI) -> None:
@@ -45,6 +48,11 @@ def install(app: FastAPI) -> None:
         status = exc.http_status if exc.http_status != 500 else 500
         if status >= 500 and status != 503:
             log.error("request failed: %s", exc.code)
+        if exc.code in _UNAVAILABLE:
+            # the detail (an object key, a driver's exception) is for the log, not the client
+            log.warning("request refused, %s: %s", exc.code, exc.message)
+            return JSONResponse(error_body(exc.code, _UNAVAILABLE[exc.code], "Try again in a few seconds."),
+                                status_code=503, headers={"Retry-After": "5"})
         headers = {"Retry-After": "5"} if status == 503 else None
         return JSONResponse({"error": exc.to_dict()}, status_code=status, headers=headers)
 

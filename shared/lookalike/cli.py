@@ -315,8 +315,8 @@ def evaluate(
             typer.echo(json.dumps(d, indent=2))
         for f in d["failed"]:
             typer.echo(f"  failed {f['photo']}: {f['code']} - {f['message']}", err=True)
-        _fail(GalleryError(f"nothing to evaluate in {source}: {d['people']} "
-                           f"{'person' if d['people'] == 1 else 'people'} with a usable photo, no probe",
+        _fail(GalleryError(f"nothing to evaluate in {source}: "
+                           f"{_count(d['people'], 'person', 'people')} with a usable photo, no probe",
                            advice="Give at least two people two or more photos each with a usable face."))
         return
     if as_json:

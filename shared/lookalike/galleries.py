@@ -37,6 +37,7 @@ class GallerySource(ABC):
         self.settings = settings
         self._lock = threading.Lock()
         self._cached: tuple[object, GalleryIndex] | None = None
+        self._missing: tuple[float, str | None] | None = None  # (checked at, answer)
 
     @abstractmethod
     def version(self) -> object:
@@ -77,7 +78,7 @@ class GallerySource(ABC):
         """Why no photo can be matched now (no gallery yet), or None when there is a gallery.
         Cheap: the version check, answered again from memory for a few seconds."""
         now = time.monotonic()
-        cached = getattr(self, "_missing", None)
+        cached = self._missing
         if cached is not None and now - cached[0] < self.MISSING_CHECK_S:
             return cached[1]
         reason = self._missing_reason()

@@ -98,6 +98,8 @@ def check_webhook_url(url: str, allow: list[str], *, resolve: bool = True) -> st
     """
     if len(url) > 2000:
         raise WebhookRefused("The webhook URL is too long (2000 characters at most).")
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        raise WebhookRefused("The webhook URL must not contain spaces or control characters.")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebhookRefused("The webhook URL must be an http:// or https:// URL with a host.")

@@ -378,15 +378,55 @@ def stall_limits(settings) -> dict[str, float]:
             for state, stage in STAGE_FOR_STATE.items()}
 
 
+# --- worker liveness ----------------------------------------------------------------------
+# Each worker process (distributed) refreshes a key in Redis while it lives; a job claimed by a
+# process whose key has expired was lost with that process (a node gone, the whole worker
+# SIGKILLed), and is re-enqueued within seconds instead of after its stage's time limit.
+HEARTBEAT_EVERY_S = 5.0
+HEARTBEAT_TTL_S = 15
+
+
+def heartbeat_key(worker: str) -> str:
+    return f"lookalike:alive:{worker}"
+
+
+def beat(rt) -> None:
+    """Say that this process is alive (called every HEARTBEAT_EVERY_S by the worker)."""
+    rt.redis.set(heartbeat_key(_worker_name()), "1", ex=HEARTBEAT_TTL_S)
+
+
+def orphaned_jobs(rt) -> list[Job]:
+    """Claimed jobs whose worker process no longer beats (distributed mode only)."""
+    if rt.redis is None:
+        return []
+    running = {state: stage for state, stage in STAGE_FOR_STATE.items() if state != "queued"}
+    with rt.db.session() as s:
+        claimed = repo.claimed_jobs(s, running, older_than_s=HEARTBEAT_TTL_S)
+        for job in claimed:
+            s.expunge(job)
+    if not claimed:
+        return []
+    pipe = rt.redis.pipeline(transaction=False)
+    for job in claimed:
+        pipe.exists(heartbeat_key(job.worker))
+    return [job for job, alive in zip(claimed, pipe.execute()) if not alive]
+
+
 def reconcile(rt) -> dict:
-    """Re-enqueue jobs whose stage has not moved within its time limit; give up after a few."""
+    """Re-enqueue jobs whose stage has not moved within its time limit, or whose worker died;
+    give up after a few tries."""
     settings = rt.settings
     requeued, failed = [], []
     with rt.db.session() as s:
         stalled = repo.stalled_jobs(s, stall_limits(settings))
         for job in stalled:
             s.expunge(job)
-    for job in stalled:
+    seen = {job.id for job in stalled}
+    orphans = [job for job in orphaned_jobs(rt) if job.id not in seen]
+    if orphans:
+        log.warning("reconciler: %d jobs claimed by workers that stopped beating: %s",
+                    len(orphans), ", ".join(sorted({job.worker for job in orphans})))
+    for job in stalled + orphans:
         if job.attempts >= settings.reconcile_max_tries:
             _fail(rt, job.id, "internal",
                   f"The {STAGE_FOR_STATE[job.state]} stage did not finish after "

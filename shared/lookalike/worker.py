@@ -65,3 +65,27 @@ def connect_signals() -> None:
             preload()
         except Exception:  # noqa: BLE001 - tasks will retry building it and report properly
             log.exception("worker process start-up failed")
+        start_heartbeat()
+
+
+def start_heartbeat() -> threading.Thread:
+    """Refresh this process's liveness key in Redis until it dies (see pipeline.beat): the
+    first beat before any task is taken, so every claim is made by a process that beats."""
+    from lookalike import pipeline
+
+    def loop() -> None:
+        while True:
+            try:
+                pipeline.beat(worker_runtime())
+            except Exception as exc:  # noqa: BLE001 - Redis away: try again next time
+                log.warning("heartbeat failed: %s", type(exc).__name__)
+            stop.wait(pipeline.HEARTBEAT_EVERY_S)
+
+    stop = threading.Event()
+    try:
+        pipeline.beat(worker_runtime())
+    except Exception as exc:  # noqa: BLE001
+        log.warning("heartbeat failed: %s", type(exc).__name__)
+    thread = threading.Thread(target=loop, name="lookalike-heartbeat", daemon=True)
+    thread.start()
+    return thread

@@ -8,7 +8,8 @@ Redis, database, bucket, API and workers) so killing parts of it disturbs no oth
 * ``/metrics`` shows a real queue depth while no worker takes the queue.
 
 The limits are short so the reconciler (every 1 s, a stage is stalled after its time limit
-+ 1 s) rescues a job within seconds rather than minutes.
++ 1 s) rescues a job within seconds rather than minutes; the renderer's is long, so a renderer
+lost mid-task must be found by its missing heartbeat.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def own(distributed_stack, service_tmp, small_gallery):
         # short limits: a stalled stage is re-enqueued time limit + 1 s after it last moved
         "LOOKALIKE_ENCODER_TIME_LIMIT_S": "12",
         "LOOKALIKE_MATCHER_TIME_LIMIT_S": "10",
-        "LOOKALIKE_RENDERER_TIME_LIMIT_S": "15",
+        # the renderer's is long: a renderer lost mid-task is found by its missing heartbeat
+        # (seconds), not by this limit
+        "LOOKALIKE_RENDERER_TIME_LIMIT_S": "600",
         "LOOKALIKE_RECONCILE_MAX_TRIES": "5",
         # longer, larger clips so that a render lasts long enough to be caught in the middle
         "LOOKALIKE_VIDEO_SIZE": "320",
@@ -94,12 +97,13 @@ def test_renderer_killed_mid_task_job_still_succeeds_exactly_once(own, portrait,
         assert own.job_row(job_id).state == "rendering"   # it died before finishing
     else:
         # a lost node: the worker and its pool process die with the message unacknowledged;
-        # the reconciler re-enqueues the stalled stage, a fresh worker renders it
+        # their heartbeat expires, the reconciler re-enqueues the stage, a fresh worker renders it
         os.killpg(worker.pid, signal.SIGKILL)
         worker.popen.wait(10)
         assert own.job_row(job_id).state == "rendering"
         start_worker(own, "renderer", own.data_dir / "logs", name="renderer")
-    job = _wait_final(own, job_id)
+    # well before the renderer's 600 s time limit
+    job = _wait_final(own, job_id, timeout=90)
     assert job["state"] == "succeeded", job
     row = own.job_row(job_id)
     assert row.runs == 4, row.runs  # encode, match, render (killed), render again

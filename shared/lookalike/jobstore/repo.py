@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timedelta
 from typing import Iterable
@@ -34,7 +35,17 @@ def create_job(s: Session, *, job_id: str, key_id: str | None, options: dict,
     return job
 
 
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_job_id(text: str) -> bool:
+    """Job ids are ``new_id()``'s 32 hex digits; anything else (a NUL byte, a path) is no job."""
+    return _JOB_ID.fullmatch(text) is not None
+
+
 def get_job(s: Session, job_id: str, *, include_deleted: bool = False) -> Job | None:
+    if not is_job_id(job_id):
+        return None
     job = s.get(Job, job_id)
     if job is None or (job.deleted_at is not None and not include_deleted):
         return None
@@ -47,6 +58,8 @@ _READ_JOB = select(*Job.__table__.c).where(Job.__table__.c.id == bindparam("job_
 def read_job(s: Session, job_id: str):
     """A job's columns as a read-only row (attribute access like ``Job``), or None when it is
     missing or deleted. Skips the ORM's identity map and instance state: the status poll's path."""
+    if not is_job_id(job_id):
+        return None
     row = s.execute(_READ_JOB, {"job_id": job_id}).one_or_none()
     if row is None or row.deleted_at is not None:
         return None
@@ -93,6 +106,10 @@ def mark_deleted(s: Session, job_id: str) -> bool:
                             result=None, artifacts=None))
     s.execute(delete(Delivery).where(Delivery.job_id == job_id,
                                      Delivery.status.in_(("pending", "failed"))))
+    # a sent notification keeps its row (so a redelivered task never sends it twice), not the
+    # result it carried, nor where it went
+    s.execute(update(Delivery).where(Delivery.job_id == job_id)
+              .values(body="", target="", last_error=None))
     return res.rowcount == 1
 
 
@@ -105,11 +122,23 @@ def stalled_jobs(s: Session, limits: dict[str, float], limit: int = 200) -> list
                           .order_by(Job.updated_at).limit(limit)))
 
 
+def claimed_jobs(s: Session, stage_of_state: dict[str, str], older_than_s: float,
+                 limit: int = 200) -> list[Job]:
+    """Running jobs that a worker of their current stage has claimed (``stage`` is that state's
+    stage and ``worker`` is set) and that have not moved for ``older_than_s`` seconds."""
+    before = utcnow() - timedelta(seconds=older_than_s)
+    clauses = [and_(Job.state == state, Job.stage == stage) for state, stage in stage_of_state.items()]
+    return list(s.scalars(select(Job).where(Job.deleted_at.is_(None), Job.worker.is_not(None),
+                                            Job.updated_at < before, or_(*clauses))
+                          .order_by(Job.updated_at).limit(limit)))
+
+
 def bump_attempt(s: Session, job: Job) -> bool:
-    """Count a re-enqueue, only if nobody moved the job meanwhile."""
+    """Count a re-enqueue, only if nobody moved the job meanwhile. The job is no longer held by
+    its last worker (``worker`` cleared) until a worker claims it again."""
     res = s.execute(update(Job).where(Job.id == job.id, Job.state == job.state,
                                       Job.updated_at == job.updated_at)
-                    .values(attempts=Job.attempts + 1, updated_at=utcnow()))
+                    .values(attempts=Job.attempts + 1, updated_at=utcnow(), worker=None))
     return res.rowcount == 1
 
 
