@@ -136,3 +136,46 @@ def test_eval_command_reports_rates(fixtures_dir, tmp_path):
                                  "message": "no face was found in the photo"}]
     text = lookalike("eval", src, "--workers", "1", check=True).stdout
     assert "Rank-1 identification: 100.0 %" in text
+
+
+def test_out_folder_is_cleared_of_an_earlier_run_and_refused_when_unusable(data_dir, fixtures_dir, tmp_path):
+    env = {"LOOKALIKE_DATA_DIR": str(data_dir)}
+    out = tmp_path / "out"
+    lookalike("run", fixtures_dir / "bad-inputs" / "baseline.jpg", "--out", out, env=env, check=True)
+    (out / "notes.txt").write_text("mine")
+    assert (out / "morph-good.mp4").stat().st_mode & 0o777 == 0o644
+    proc = lookalike("run", fixtures_dir / "noface" / "6.jpg", "--out", out, env=env)
+    assert proc.returncode == 14
+    # the failed run's result.json is not left beside the earlier photo's media; other files stay
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "result.json"]
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    proc = lookalike("run", fixtures_dir / "bad-inputs" / "baseline.jpg", "--out", blocker / "sub", env=env)
+    assert proc.returncode == 4 and "Traceback" not in proc.stderr
+    assert "cannot write to the output folder" in proc.stderr
+
+
+def test_metadata_that_is_not_utf8_is_named(tmp_path, fixtures_dir):
+    src = tmp_path / "photos" / "Tony_Blair"
+    src.mkdir(parents=True)
+    (src / "1.jpg").symlink_to(sorted((fixtures_dir / "faces" / "Tony_Blair").iterdir())[0])
+    meta = tmp_path / "people.csv"
+    meta.write_bytes("id,name,category\nTony_Blair,Tony Bl\u00e4r,good\n".encode("latin-1"))
+    proc = lookalike("gallery", "import", tmp_path / "photos", "--metadata", meta,
+                     env={"LOOKALIKE_DATA_DIR": str(tmp_path / "data")})
+    assert proc.returncode == 4 and "Traceback" not in proc.stderr
+    assert f"{meta}:2: the metadata file is not UTF-8" in proc.stderr
+
+
+def test_eval_with_nothing_to_evaluate_fails(tmp_path, fixtures_dir):
+    (tmp_path / "set" / "X").mkdir(parents=True)
+    (tmp_path / "set" / "X" / "a.jpg").symlink_to(fixtures_dir / "bad-inputs" / "not_an_image.jpg")
+    proc = lookalike("eval", tmp_path / "set", "--workers", "1")
+    assert proc.returncode == 3 and "nothing to evaluate" in proc.stderr
+    assert "failed X/a.jpg: unsupported_image" in proc.stderr
+
+
+def test_a_misspelt_setting_is_named(tmp_path, fixtures_dir):
+    proc = lookalike("gallery", "list", env={"LOOKALIKE_TOPK": "3", "LOOKALIKE_DATA_DIR": str(tmp_path)})
+    assert "LOOKALIKE_TOPK is not a Lookalike setting and is ignored (did you mean LOOKALIKE_TOP_K?)" in proc.stderr

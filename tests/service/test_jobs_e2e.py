@@ -135,11 +135,14 @@ def test_awkward_but_valid_photos_succeed(embedded_stack, bad_inputs, name):
     assert len(job["result"]["matches"]) == 1
 
 
-def test_delete_removes_every_object_and_the_embedding(stack, portrait):
-    r = stack.submit(portrait, clips="smile")
+def test_delete_removes_every_object_and_the_embedding(stack, portrait, webhooks):
+    r = stack.submit(portrait, clips="smile", webhook_url=webhooks.url + "/hook/delete")
     job_id = r.json()["id"]
     job = stack.wait(job_id)
     assert job["state"] == "succeeded", job
+    sent = wait_until(lambda: [d for d in stack.deliveries(job_id) if d.status == "delivered"],
+                      30, what="webhook delivered")
+    assert "matches" in sent[0].body
     names = {k.rsplit("/", 1)[-1] for k in stack.objects(f"jobs/{job_id}/")}
     assert {"original", "aligned.jpg", "face.npz", "smile.mp4"} <= names, names
     url = job["result"]["artifacts"]["smile_mp4"]
@@ -155,3 +158,5 @@ def test_delete_removes_every_object_and_the_embedding(stack, portrait):
     row = stack.job_row(job_id)
     assert row.deleted_at is not None and row.face is None and row.result is None
     assert httpx.get(url, timeout=10, trust_env=False).status_code in (403, 404)
+    # the sent webhook's row stays (it is never sent twice) without the result it carried
+    assert [(d.status, d.body, d.target) for d in stack.deliveries(job_id)] == [("delivered", "", "")]

@@ -14,7 +14,7 @@ def test_readyz_reports_each_dependency(stack):
     body = r.json()
     assert body["status"] == "ok"
     broker = "ok" if stack.kind == "distributed" else "in-process"
-    assert body["checks"] == {"database": "ok", "storage": "ok", "broker": broker}
+    assert body["checks"] == {"database": "ok", "storage": "ok", "broker": broker, "gallery": "ok"}
 
 
 def test_metrics_after_a_job(stack, portrait):

@@ -92,6 +92,7 @@ def test_declared_oversize_is_refused_before_the_body(stack, nothing_left):
     ({"webhook_url": "http://10.0.0.7/hook"}, 422, "invalid_webhook"),
     ({"webhook_url": "http://[::1]:8080/hook"}, 422, "invalid_webhook"),
     ({"webhook_url": "http://127.0.0.2:9/hook"}, 422, "invalid_webhook"),  # loopback, not allow-listed
+    ({"webhook_url": "http://127.0.0.1:9/a\x00b"}, 422, "invalid_webhook"),  # a NUL byte
 ])
 def test_bad_options_are_refused(stack, portrait, nothing_left, fields, status, code):
     r = stack.submit(portrait, **fields)
@@ -103,6 +104,7 @@ def test_form_without_photo_or_not_multipart(stack, nothing_left):
     with stack.client() as c:
         r = c.post("/v1/jobs", data={"top_k": "3"}, files={"other": ("x.txt", b"hello")})
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+        assert "'photo'" in r.json()["error"]["message"]  # names the field to use
         r = c.post("/v1/jobs", data={"top_k": "3"}, files={"photo2": ("", b"")})
         assert r.status_code in (400, 422) and r.json()["error"]["code"] == "invalid_request"
         r = c.post("/v1/jobs", json={"photo": "aGVsbG8="})
@@ -110,3 +112,13 @@ def test_form_without_photo_or_not_multipart(stack, nothing_left):
         r = c.post("/v1/jobs", content=b"--b\r\nbroken",
                    headers={"Content-Type": "multipart/form-data; boundary=b"})
         assert r.status_code in (400, 422) and r.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("job_id", ["abc%00def", "..%2F..%2Fetc", "0" * 31 + "g", "A" * 32, "x" * 500])
+def test_junk_job_ids_are_no_job(stack, job_id):
+    with stack.client() as c:
+        for method, path in (("GET", f"/v1/jobs/{job_id}"), ("GET", f"/v1/jobs/{job_id}/events"),
+                             ("DELETE", f"/v1/jobs/{job_id}")):
+            r = c.request(method, path)
+            assert r.status_code == 404, (method, path, r.status_code, r.text)
+            assert r.json()["error"]["code"] == "not_found"
