@@ -474,7 +474,7 @@ def test_empty_bytes() -> None:
 def test_over_max_bytes_refused_before_anything_else() -> None:
     with pytest.raises(ImageTooLarge) as info:
         decode_image(b"%PDF" + b"\x00" * 2000, max_bytes=1000)
-    assert "MB" in str(info.value)
+    assert "MiB" in str(info.value)
     decode_image(encode(Image.new("RGB", (8, 8)), "PNG"), max_bytes=1000)  # under: fine
 
 
@@ -586,7 +586,7 @@ def test_load_image_uses_settings_limits(tmp_path: Path, settings_env) -> None:
     with pytest.raises(ImageTooLarge, match="40x30"):
         load_image(path)
     settings_env(max_image_pixels="50000000", max_upload_bytes="10")
-    with pytest.raises(ImageTooLarge, match="MB"):
+    with pytest.raises(ImageTooLarge, match="MiB"):
         load_image(path)
 
 

@@ -51,7 +51,7 @@ class Upload:
 
 
 def _too_large(limit: int) -> ImageTooLarge:
-    return ImageTooLarge(f"The upload is larger than the {limit / (1024 * 1024):.1f} MB accepted.")
+    return ImageTooLarge(f"The upload is larger than the {limit / (1024 * 1024):.1f} MiB accepted.")
 
 
 async def read_multipart(request: Request, *, file_limit: int, total_file_limit: int | None = None,

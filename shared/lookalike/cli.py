@@ -19,9 +19,27 @@ from lookalike.errors import GalleryError, LookalikeError
 app = typer.Typer(
     help="Lookalike: which celebrity do you resemble? Match a face photo against a celebrity "
          "gallery and render morph videos, on this machine with no servers.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-gallery_app = typer.Typer(help="Build and curate the celebrity gallery.", no_args_is_help=True)
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="markdown")  # docstring paragraphs re-wrapped, not broken at source lines
+gallery_app = typer.Typer(help="Build and curate the celebrity gallery.", no_args_is_help=True,
+                          rich_markup_mode="markdown")
 app.add_typer(gallery_app, name="gallery")
+
+def _print_version(value: bool) -> None:
+    if value:
+        from lookalike import __version__
+
+        typer.echo(f"lookalike {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = None) -> None:
+    """Lookalike: which celebrity do you resemble? Match a face photo against a celebrity gallery
+    and render morph videos, on this machine with no servers."""
+
 
 GalleryOpt = Annotated[Optional[Path], typer.Option(
     "--gallery", "-g", help="Gallery folder (default: $LOOKALIKE_DATA_DIR/gallery).",

@@ -174,7 +174,7 @@ def _refuse_pixel_bomb(im: Image.Image, max_pixels: int) -> None:
 
 
 def _mb(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"
+    return f"{size / (1024 * 1024):.1f} MiB"
 
 
 # --- decoding -----------------------------------------------------------------------------

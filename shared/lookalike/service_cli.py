@@ -22,7 +22,7 @@ import typer
 from lookalike.config import Settings, get_settings
 from lookalike.errors import ConfigError, LookalikeError
 
-keys_app = typer.Typer(help="API keys: create, list, revoke (only hashes are stored).",
+keys_app = typer.Typer(help="API keys: create, list, revoke (only hashes are stored).", rich_markup_mode="markdown",
                        no_args_is_help=True)
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}

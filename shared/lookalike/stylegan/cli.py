@@ -17,6 +17,7 @@ directions_app = typer.Typer(
     name="directions",
     help="Latent directions for the StyleGAN renderer (e.g. the smile direction).",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 
 
