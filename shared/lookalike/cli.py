@@ -82,7 +82,7 @@ def run(
                                       file_okay=False)] = Path("out"),
     top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, max=100,
                                                  help="How many celebrities to list.")] = None,
-    no_video: Annotated[bool, typer.Option("--no-video", help="Match only; render nothing.")] = False,
+    no_video: Annotated[bool, typer.Option("--no-video", help="Match only: no videos (the aligned face is still written).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of a summary.")] = False,
 ) -> None:
     """Match PHOTO against the gallery and render the morph and smile videos into --out.

@@ -117,9 +117,10 @@ async def accept_upload(request: Request, rt: Runtime, key_id: str, *, notify: b
 
     def admit() -> str:
         fmt = check_photo(data, settings)  # the typed input errors: 400/413/415/422
-        missing = rt.gallery.missing()
-        if missing:  # every job would fail at the matcher: refuse now, store nothing
-            raise ApiError(503, "gallery_missing", f"This server cannot match faces yet: {missing}.")
+        if rt.gallery.missing():  # every job would fail at the matcher: refuse now, store nothing
+            # (the operator's how-to is in the start-up warning and /readyz, not in answers)
+            raise ApiError(503, "gallery_missing", "There is no celebrity gallery on this server yet: "
+                                                   "its operator has to build or publish one first.")
         if webhook_url:
             check_webhook_url(webhook_url, settings.webhook_allow_list)
         job_id = repo.new_id()

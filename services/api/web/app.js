@@ -22,6 +22,7 @@
         corrupt_image: "This photo is damaged",
         empty_file: "This file is empty",
         rate_limited: "Too many photos at once",
+        gallery_missing: "Not ready for photos yet",
         link_expired: "This link does not work",
         gone: "This result is gone"
     };
