@@ -532,8 +532,16 @@ def test_reembed_gallery_then_search_and_reimport(tmp_path, dlib_gallery, crop_p
     assert not again.skipped
     np.testing.assert_allclose(Gallery.load(gdir).embeddings, after.embeddings, atol=1e-6)
 
-    # importing with the dlib backend into the onnx gallery redoes every photo
+    # importing with the dlib backend into the onnx gallery redoes every photo -- only when this
+    # import's folder holds them all: a partial folder would drop the others, so it is refused
     settings_env()  # default settings: dlib
+    partial = tmp_path / "partial"
+    first = sorted(p for p in photo_folder.iterdir() if p.is_dir())[0]
+    shutil.copytree(first, partial / first.name, symlinks=True)
+    with pytest.raises(GalleryError, match="holds only some of its photos") as refused:
+        import_folder(partial, gdir, workers=1)
+    assert "lookalike gallery reembed" in refused.value.advice
+    assert Gallery.load(gdir).model == backend.model_id and len(Gallery.load(gdir)) == 6  # untouched
     back = import_folder(photo_folder, gdir, workers=1)
     assert (back.removed, back.added, back.unchanged) == (6, 6, 0)
     redone = Gallery.load(gdir)
@@ -597,3 +605,29 @@ def test_eval_works_with_the_onnx_backend(photo_folder, crop_pack, settings_env)
     assert report["model"].startswith("onnx:w600k_r50.onnx:")
     assert report["people"] == 3 and report["probes"] == 3
     assert report["same_person_similarity"]["pairs"] == 3
+
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_bad_pack_stops_serve_and_the_encoder_worker_at_start(tmp_path, command):
+    """Not a worker that says it is ready and then fails every job: exit 4 naming the setting."""
+    import subprocess
+    import sys
+
+    empty = tmp_path / "pack"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
+    env.update(LOOKALIKE_DATA_DIR=str(tmp_path), LOOKALIKE_FACE_BACKEND="onnx",
+               LOOKALIKE_ONNX_MODEL_DIR=str(empty))
+    args = ["serve", "--port", "1"]  # never reached: the pack is checked first
+    if command == "worker":
+        # well-formed distributed settings; nothing is contacted before the check
+        env.update(LOOKALIKE_REDIS_URL="redis://127.0.0.1:1/0", LOOKALIKE_STORAGE="s3",
+                   LOOKALIKE_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/none",
+                   LOOKALIKE_S3_ENDPOINT_URL="http://127.0.0.1:1",
+                   LOOKALIKE_SECRET_KEY="0123456789abcdef0123456789abcdef")
+        args = ["worker", "--queue", "encoder"]
+    done = subprocess.run([sys.executable, "-m", "lookalike.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 4, done.stderr
+    assert "LOOKALIKE_ONNX_MODEL_DIR" in done.stderr and "Traceback" not in done.stderr

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
                                                    "(default data_dir/cache/stylegan-latents).")
 
     @field_validator("stylegan_checkpoint", "stylegan_vgg16", "stylegan_smile_direction",
-                     "stylegan_encoder", "stylegan_latent_cache_dir", mode="before")
+                     "stylegan_encoder", "stylegan_latent_cache_dir", "onnx_model_dir", mode="before")
     @classmethod
     def _empty_path_is_unset(cls, value):
         # `LOOKALIKE_STYLEGAN_VGG16=` means "not set", not the current folder

@@ -70,6 +70,16 @@ def _settings_for(host: str | None, port: int | None) -> Settings:
     return settings.model_copy(update=update) if update else settings
 
 
+def _gallery_model(gallery_dir) -> str | None:
+    """The face model recorded in a local gallery (cheap: its JSON only)."""
+    import json
+
+    try:
+        return json.loads((gallery_dir / "gallery.json").read_text()).get("model")
+    except (OSError, ValueError):
+        return None
+
+
 def _check_port(host: str, port: int) -> None:
     """Fail before anything starts (the in-process stages, migrations) when the address is taken."""
     import socket
@@ -104,6 +114,9 @@ def serve(
     try:
         settings = _settings_for(host, port)
         _check_port(settings.api_host, settings.api_port)
+        from lookalike.faces import get_backend
+
+        backend = get_backend(settings.face_backend)  # the in-process encoder's model, loaded now
         rt = build_runtime(settings, "embedded", migrate=True)
         rt.extras["auth_off"] = _auth_off(settings, settings.api_host, embedded=True)
     except LookalikeError as exc:
@@ -129,6 +142,12 @@ def serve(
     if missing:
         typer.secho(f"No gallery: {missing}. Uploads are refused (503) until there is one.",
                     fg="yellow", err=True)
+    else:
+        model = _gallery_model(settings.gallery_dir)
+        if model and model != backend.model_id:
+            typer.secho(f"The gallery was made with the face model {model}, but this server uses "
+                        f"{backend.model_id}: every match will fail until you run "
+                        "`lookalike gallery reembed`.", fg="yellow", err=True)
     if rt.extras["auth_off"]:
         typer.secho("API keys are OFF: anyone who can reach this loopback address can use the API "
                     "(set LOOKALIKE_AUTH=keys to require them).", fg="yellow", err=True)
@@ -207,6 +226,10 @@ def worker(
             from lookalike.stylegan.stage import check_renderer
 
             check_renderer(settings)   # a missing StyleGAN file stops the worker here
+        if "encoder" in names:
+            from lookalike.faces.backend import check_backend
+
+            check_backend(settings.face_backend)  # a bad model pack or provider stops it too
         Database(settings.resolved_database_url).migrate()
     except LookalikeError as exc:
         _fail(exc)

@@ -112,6 +112,12 @@ def test_gpu_overlay_schedules_the_encoder_on_gpus_and_scales_it_to_zero(rendere
     assert models["persistentVolumeClaim"]["claimName"] in by_kind(gpu, "PersistentVolumeClaim")
     assert {"name": "models", "mountPath": "/models", "readOnly": True} in container["volumeMounts"]
     assert by_kind(gpu, "ScaledObject")["encoder"]["spec"]["minReplicaCount"] == 0
+    trigger = by_kind(gpu, "ScaledObject")["encoder"]["spec"]["triggers"][0]["metadata"]
+    assert (trigger["listName"], trigger["listLength"]) == ("encoder", "10")
+    # every namespaced object of the overlay lands in the app's namespace (the PVC too)
+    for o in gpu:
+        if o["kind"] != "Namespace":
+            assert o["metadata"].get("namespace") == "lookalike", (o["kind"], o["metadata"]["name"])
     # the patch kept the base's probes, envFrom and warm-shutdown grace
     assert {"readinessProbe", "livenessProbe", "envFrom"} <= set(container)
     assert pod["terminationGracePeriodSeconds"] > Settings().encoder_time_limit_s

@@ -53,6 +53,15 @@ def get_backend(name: str | None = None) -> FaceBackend:
         return _backends[name]
 
 
+def check_backend(name: str | None = None) -> str:
+    """Load the configured backend once to prove that its files and execution provider work,
+    and drop it again; returns its model id. For a process that forks workers afterwards (a
+    Celery parent), which must not hand a loaded model to its children. Raises ConfigError."""
+    from lookalike.config import get_settings
+
+    return _load(name or get_settings().face_backend).model_id
+
+
 def _load(name: str) -> FaceBackend:
     from lookalike.config import get_settings
 
@@ -64,7 +73,11 @@ def _load(name: str) -> FaceBackend:
     if name == "onnx":
         try:
             from lookalike.faces.onnx_backend import OnnxBackend
-        except ImportError as exc:  # pragma: no cover - depends on optional package
-            raise ConfigError(f"LOOKALIKE_FACE_BACKEND=onnx needs onnxruntime: {exc}") from None
-        return OnnxBackend.from_settings(settings)
+
+            return OnnxBackend.from_settings(settings)
+        except ImportError as exc:  # onnxruntime is optional (the `onnx` extra)
+            raise ConfigError(f"LOOKALIKE_FACE_BACKEND=onnx needs onnxruntime, which cannot be "
+                              f"imported here: {exc}",
+                              advice="Install the onnx extra (pip install 'lookalike[onnx]'), or "
+                                     "onnxruntime-gpu on CUDA machines.") from None
     raise ConfigError(f"unknown face backend {name!r} (LOOKALIKE_FACE_BACKEND: dlib or onnx)")

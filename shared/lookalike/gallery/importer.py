@@ -159,8 +159,19 @@ def import_folder(source: Path, gallery_dir: Path, *, metadata: Path | None = No
     backend = get_backend(settings.face_backend)
     gallery = Gallery.open_or_new(gallery_dir)
     report = ImportReport()
-    if gallery.model and gallery.model != backend.model_id:
-        # Another face model made these embeddings: nothing can be reused.
+    if gallery.model and gallery.model != backend.model_id and len(gallery):
+        # Another face model made these embeddings: nothing can be reused, so every photo is
+        # analysed again -- which only this import's folder can do. Photos it does not hold
+        # would be lost: then the gallery is re-embedded from its own crops instead.
+        here = {f"{pid}/{f.name}" for pid, files in folders.items() for f in files}
+        elsewhere = sorted(p.source for p in gallery.photos if p.source not in here)
+        if elsewhere:
+            raise GalleryError(
+                f"the gallery was made with the face model {gallery.model}, and this import "
+                f"({backend.model_id}) holds only some of its photos ({len(elsewhere)} others, "
+                f"e.g. {elsewhere[0]}): importing would drop them",
+                advice="Run `lookalike gallery reembed` first (it re-embeds every photo from the "
+                       "gallery's own crops), then import.")
         report.removed += len(gallery)
         gallery.remove_photos(set(range(len(gallery))))
     gallery.model = backend.model_id
