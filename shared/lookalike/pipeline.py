@@ -149,8 +149,13 @@ def _run_stage(rt, job: Job, stage: str, body) -> None:
         log.info("%s %s: %s", stage, job.id, exc.code)
         _fail(rt, job.id, exc.code, exc.message)
     except LookalikeError as exc:
-        log.warning("%s %s failed: %s", stage, job.id, exc.code)
-        _fail(rt, job.id, exc.code if exc.code in ("gallery",) else "internal", exc.message)
+        # the detail (file paths, a library's words) is for the operator's log, not the client
+        log.warning("%s %s failed: %s: %s", stage, job.id, exc.code, exc.message)
+        if exc.code == "gallery":
+            _fail(rt, job.id, "gallery", exc.message)
+        else:
+            _fail(rt, job.id, "internal", f"The {stage} stage could not run on this server "
+                                          f"({exc.code}); its operator can see why in the log.")
     except Exception as exc:  # noqa: BLE001 - never leave a job in a running state
         log.exception("%s %s crashed", stage, job.id)
         _fail(rt, job.id, "internal", f"The {stage} stage failed unexpectedly ({type(exc).__name__}).")

@@ -30,6 +30,8 @@ LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 
 def _fail(exc: LookalikeError) -> None:
     typer.secho(f"error [{exc.code}]: {exc.message}", fg="red", err=True)
+    if exc.advice:
+        typer.echo(f"  {exc.advice}", err=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -117,6 +119,10 @@ def serve(
         from lookalike.faces import get_backend
 
         backend = get_backend(settings.face_backend)  # the in-process encoder's model, loaded now
+        if settings.renderer == "stylegan":
+            from lookalike.stylegan.stage import get_models
+
+            get_models(settings)  # likewise the StyleGAN files: a bad one stops the server here
         rt = build_runtime(settings, "embedded", migrate=True)
         rt.extras["auth_off"] = _auth_off(settings, settings.api_host, embedded=True)
     except LookalikeError as exc:
@@ -223,9 +229,10 @@ def worker(
         settings = get_settings()
         check_service(settings, "distributed")
         if {"encoder", "renderer"} & set(names):
-            from lookalike.stylegan.stage import check_renderer
+            from lookalike.stylegan.stage import check_models_load, check_renderer
 
-            check_renderer(settings)   # a missing StyleGAN file stops the worker here
+            check_renderer(settings)     # a missing StyleGAN file stops the worker here,
+            check_models_load(settings)  # and so does one that does not load
         if "encoder" in names:
             from lookalike.faces.backend import check_backend
 

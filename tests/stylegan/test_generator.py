@@ -185,7 +185,7 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no 'g_ema'"):
         load_generator(path)
     path.write_bytes(b"not a torch file")
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="not a readable PyTorch checkpoint"):
         load_generator(path)
 
 

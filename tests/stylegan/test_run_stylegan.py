@@ -123,6 +123,7 @@ def test_run_renders_stylegan_morphs_and_smile(env, gallery, fixtures_dir, tmp_p
     visitor = latent_from_bytes((out / "latent.npz").read_bytes())
     assert visitor.w_plus.shape == (g.n_latent, g.style_dim)
     assert visitor.meta["checkpoint"] == file_fingerprint(env["LOOKALIKE_STYLEGAN_CHECKPOINT"])
+    assert visitor.meta["vgg16"] == file_fingerprint(env["LOOKALIKE_STYLEGAN_VGG16"])  # part of the cache key
     assert visitor.meta["steps"] == 4
 
     # the poster is the generator's image halfway between the visitor's and the match's W+
@@ -131,7 +132,8 @@ def test_run_renders_stylegan_morphs_and_smile(env, gallery, fixtures_dir, tmp_p
     (i,) = g_photo.photos_of("Tony_Blair")
     crop = np.asarray(Image.open(g_photo.crop_path(i)).convert("RGB"))
     celeb = LatentCache(Path(env["LOOKALIKE_DATA_DIR"]) / "cache" / "stylegan-latents").get(
-        latent_cache_key(visitor.meta["checkpoint"], crop, inversion_params(settings)))
+        latent_cache_key(visitor.meta["checkpoint"], crop,
+                         {**inversion_params(settings), "vgg16": visitor.meta["vgg16"]}))
     assert celeb is not None
     with torch.no_grad():
         mid = torch.from_numpy((visitor.w_plus + celeb.w_plus) / 2)[None]
@@ -165,3 +167,26 @@ def test_missing_stylegan_files_are_named_at_start(env, fixtures_dir, tmp_path):
     # ... and with the classical renderer the same files are not needed
     ok = lookalike("run", photo, "--out", out, "--no-video", env={**bad, "LOOKALIKE_RENDERER": "classical"})
     assert ok.returncode == 3 and "gallery" in ok.stderr                # the next problem: no gallery
+
+
+def test_files_that_do_not_load_stop_serve_and_workers_at_start(env, tmp_path, tiny):
+    """Present but unusable files (corrupt, a .npz where a .npy belongs) stop the server and
+    the workers with the setting named -- not a healthy-looking server that fails every job."""
+    g, _ = tiny
+    corrupt = tmp_path / "random.pt"
+    corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
+    archive = tmp_path / "latent.npz"
+    np.savez(archive, w_plus=np.ones((g.n_latent, g.style_dim), np.float32))
+    distributed = {"LOOKALIKE_REDIS_URL": "redis://127.0.0.1:1/0", "LOOKALIKE_STORAGE": "s3",
+                   "LOOKALIKE_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/none",
+                   "LOOKALIKE_S3_ENDPOINT_URL": "http://127.0.0.1:1",
+                   "LOOKALIKE_SECRET_KEY": "0123456789abcdef0123456789abcdef"}
+    for setting, path, words in (("LOOKALIKE_STYLEGAN_CHECKPOINT", corrupt, "not a readable PyTorch checkpoint"),
+                                 ("LOOKALIKE_STYLEGAN_SMILE_DIRECTION", archive, "is a .npz archive")):
+        bad = {**env, "LOOKALIKE_DATA_DIR": str(tmp_path / "data"), setting: str(path)}
+        serve = lookalike("serve", "--port", "1", env=bad)
+        worker = lookalike("worker", "-Q", "encoder", env={**bad, **distributed})
+        for proc in (serve, worker):
+            assert proc.returncode == 4, proc.stderr
+            assert setting in proc.stderr and words in proc.stderr and "Traceback" not in proc.stderr
+            assert "weights_only" not in proc.stderr  # not torch's advice to unpickle anything

@@ -118,8 +118,15 @@ def load_direction(path: str | Path, n_latent: int, style_dim: int, *,
         raise ConfigError(f"{setting}: direction file not found: {path}")
     try:
         d = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"{setting}: cannot read {path} as a .npy array: {exc}") from None
+    except Exception:  # noqa: BLE001 - numpy's words ("pickled data") mislead here
+        raise ConfigError(f"{setting}: {path} is not a .npy array file (unreadable or another "
+                          "format)", advice="Save the direction with numpy.save, or fit one "
+                                            "with `lookalike directions fit`.") from None
+    if not isinstance(d, np.ndarray):  # a .npz archive (a latent.npz, say) or a zip
+        if hasattr(d, "close"):
+            d.close()
+        raise ConfigError(f"{setting}: {path} is a .npz archive, not a .npy array",
+                          advice="Point it at a direction .npy, e.g. from `lookalike directions fit`.")
     if d.shape == (style_dim,) or d.shape == (1, style_dim):
         d = np.broadcast_to(d.reshape(1, style_dim), (n_latent, style_dim))
     if d.shape != (n_latent, style_dim):

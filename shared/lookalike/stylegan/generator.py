@@ -453,8 +453,11 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", *,
                                  "(rosinality layout, e.g. stylegan2-ffhq-config-f.pt); nothing is downloaded.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the operator's to fix
-        raise ConfigError(f"{setting}: cannot read StyleGAN2 checkpoint {path}: {exc}") from None
+    except Exception:  # noqa: BLE001 - torch's text (incl. "set weights_only=False") misleads here
+        raise ConfigError(f"{setting}: {path} is not a readable PyTorch checkpoint (empty, "
+                          "truncated, or another format)",
+                          advice="Supply a rosinality-layout generator checkpoint saved with "
+                                 "torch.save; never load untrusted pickles.") from None
     if not isinstance(ckpt, Mapping) or "g_ema" not in ckpt:
         found = sorted(ckpt)[:8] if isinstance(ckpt, Mapping) else type(ckpt).__name__
         raise ConfigError(f"{setting}: {path} has no 'g_ema' entry (found {found}); "
@@ -462,7 +465,9 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", *,
     try:
         g = generator_from_state_dict(ckpt["g_ema"], lr_mlp=lr_mlp)
     except (ValueError, RuntimeError) as exc:
-        raise ConfigError(f"{setting}: {path} is not a compatible StyleGAN2 generator: {exc}") from None
+        first = str(exc).strip().splitlines()[:3]  # torch lists every mismatched tensor
+        raise ConfigError(f"{setting}: {path} is not a compatible StyleGAN2 generator: "
+                          + " ".join(line.strip() for line in first)) from None
     g = g.to(device).eval().requires_grad_(False)
 
     latent_avg = ckpt.get("latent_avg")

@@ -53,7 +53,8 @@ def pick_device(preference: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(preference)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {preference!r} was asked for but CUDA is not available")
+        raise ConfigError(f"LOOKALIKE_STYLEGAN_DEVICE={preference}, but CUDA is not available here",
+                          advice="Set LOOKALIKE_STYLEGAN_DEVICE=auto or cpu, or run this on a CUDA machine.")
     return device
 
 
@@ -112,7 +113,8 @@ def to_image_tensor(image: ImageLike, size: int, device: torch.device | str = "c
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected a uint8 H x W x 3 RGB array, got {image.dtype} {image.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 127.5 - 1.0
+        # as_tensor copies a read-only array (a decoded JPEG's) instead of warning about it
+        x = torch.as_tensor(np.array(image, copy=not image.flags.writeable)).permute(2, 0, 1).float() / 127.5 - 1.0
     else:
         x = image.detach().float()
         if x.ndim != 3 or x.shape[0] != 3:

@@ -29,6 +29,8 @@ def require_files(files: Mapping[str, str | Path | None]) -> None:
     for setting, path in files.items():
         if path is None or str(path) == "":
             problems.append(f"{setting} is not set")
+        elif Path(path).is_dir():
+            problems.append(f"{setting}: {path} is a folder, not a file")
         elif not Path(path).is_file():
             problems.append(f"{setting}: file not found: {path}")
     if problems:
@@ -45,6 +47,7 @@ class StyleGANModels:
     perceptual: VGG16Features | None = None
     smile_direction: np.ndarray | None = None  # [n_latent, style_dim]
     encoder: nn.Module | None = None
+    vgg16_fingerprint: str = ""                # the perceptual loss's weights shape every latent
 
 
 def load_models(checkpoint: str | Path, *, vgg16: str | Path | None = None,
@@ -64,4 +67,5 @@ def load_models(checkpoint: str | Path, *, vgg16: str | Path | None = None,
         perceptual=VGG16Features.from_file(vgg16, dev) if vgg16 is not None else None,
         smile_direction=(load_direction(smile_direction, generator.n_latent, generator.style_dim)
                          if smile_direction is not None else None),
-        encoder=load_encoder(encoder, dev) if encoder is not None else None)
+        encoder=load_encoder(encoder, dev) if encoder is not None else None,
+        vgg16_fingerprint=file_fingerprint(vgg16) if vgg16 is not None else "")

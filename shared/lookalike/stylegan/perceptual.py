@@ -71,8 +71,10 @@ class VGG16Features(nn.Module):
                               advice="Supply a torchvision vgg16 state_dict file; nothing is downloaded.")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise ConfigError(f"{setting}: cannot read VGG16 weights {path}: {exc}") from None
+        except Exception:  # noqa: BLE001 - torch's text (incl. "set weights_only=False") misleads here
+            raise ConfigError(f"{setting}: {path} is not a readable PyTorch weights file (empty, "
+                              "truncated, or another format)",
+                              advice="Supply a torchvision vgg16 state_dict saved with torch.save.") from None
         if isinstance(state, Mapping) and "state_dict" in state:
             state = state["state_dict"]
         if not isinstance(state, Mapping):
@@ -81,7 +83,9 @@ class VGG16Features(nn.Module):
         try:
             model.load_weights(state)
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"{setting}: {path} is not a VGG16 weights file: {exc}") from None
+            reason = (exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)).strip()
+            raise ConfigError(f"{setting}: {path} is not a VGG16 weights file: "
+                              f"{' '.join(reason.splitlines()[:3])}") from None
         return model.to(device).eval()
 
     def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:

@@ -101,6 +101,34 @@ def get_models(settings: Settings):
         return models
 
 
+def check_models_load(settings: Settings) -> None:
+    """Start-up check of a worker that forks its pool: load the models once in a separate
+    Python process (so this one starts no torch threads or CUDA context to hand to its children)
+    and raise the ConfigError it met -- a corrupt file, a wrong layout, no CUDA -- here."""
+    import json
+    import subprocess
+    import sys
+
+    if not uses_stylegan(settings):
+        return
+    code = ("import json, sys\n"
+            "from lookalike.config import get_settings\n"
+            "from lookalike.errors import LookalikeError\n"
+            "from lookalike.stylegan.stage import get_models\n"
+            "try:\n    get_models(get_settings())\n"
+            "except LookalikeError as exc:\n"
+            "    print(json.dumps({'message': exc.message, 'advice': exc.advice}))\n    sys.exit(4)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    if done.returncode == 0:
+        return
+    try:
+        problem = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ConfigError(f"the StyleGAN models could not be loaded: {tail}") from None
+    raise ConfigError(problem["message"], advice=problem.get("advice"))
+
+
 # --- inversion (encoder stage; gallery import) -----------------------------------------------
 
 def inversion_params(settings: Settings) -> dict:
@@ -140,6 +168,7 @@ def _invert(models, images: list[np.ndarray], settings: Settings) -> list:
 
 def _meta(models, result, settings: Settings) -> dict:
     return {"checkpoint": models.checkpoint_fingerprint, **inversion_params(settings),
+            "vgg16": models.vgg16_fingerprint,
             "initial_loss": round(float(result.initial_loss), 6),
             "final_loss": round(float(result.final_loss), 6)}
 
@@ -163,7 +192,8 @@ def latent_cache(settings: Settings):
 def _cache_key(models, crop: np.ndarray, settings: Settings) -> str:
     from lookalike.stylegan.latents import latent_cache_key
 
-    return latent_cache_key(models.checkpoint_fingerprint, crop, inversion_params(settings))
+    return latent_cache_key(models.checkpoint_fingerprint, crop,
+                            {**inversion_params(settings), "vgg16": models.vgg16_fingerprint})
 
 
 def celebrity_latents(crops: list[np.ndarray], settings: Settings) -> list:
