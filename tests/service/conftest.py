@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from service_procs import (LOOKALIKE, S3_ACCESS, S3_SECRET, Proc, Redis, S3Server,  # noqa: E402
                            create_database, drop_database, free_port)
-from service_stacks import SECRET_KEY, Stack, common_env, wait_ready, wait_worker_ready  # noqa: E402
+from service_stacks import (SECRET_KEY, Stack, common_env, start_serve_stack,  # noqa: E402
+                            wait_ready, wait_worker_ready)
 
 #: the small gallery: (person, photos, category)
 GALLERY_PEOPLE = [("Tom_Hanks", 2, "good"), ("Halle_Berry", 2, "good"),
@@ -244,11 +245,8 @@ def embedded_stack(service_tmp, small_gallery, mailbox):
     shutil.copytree(small_gallery, data_dir / "gallery")
     port = free_port()
     env = common_env(data_dir, port, mailbox)
-    stack = Stack("embedded", f"http://127.0.0.1:{port}", env, data_dir)
-    stack.procs["serve"] = Proc("serve", [LOOKALIKE, "serve"], env,
-                                service_tmp / "logs-embedded" / "serve.log").start()
+    stack = start_serve_stack("embedded", env, data_dir, service_tmp / "logs-embedded")
     try:
-        wait_ready(stack)
         _finish_stack(stack)
     except BaseException:
         print(stack.log_tail(200))

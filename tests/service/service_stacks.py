@@ -216,6 +216,18 @@ def start_worker(stack: Stack, queue: str, logs: Path, env: dict | None = None,
     return proc
 
 
+def start_serve_stack(kind: str, env: dict, data_dir: Path, log_dir: Path) -> Stack:
+    """``lookalike serve`` (the embedded default) with ``env``, waited for until ready."""
+    stack = Stack(kind, f"http://127.0.0.1:{env['LOOKALIKE_API_PORT']}", env, data_dir)
+    stack.procs["serve"] = Proc("serve", [LOOKALIKE, "serve"], env, log_dir / "serve.log").start()
+    try:
+        wait_ready(stack)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
 def start_distributed_stack(kind: str, env: dict, data_dir: Path, gallery: Path) -> Stack:
     """A whole distributed stack of its own (API + one worker per queue) over ``env``, which
     names its own Redis, database and bucket; keys ``admin`` and ``client`` are created."""

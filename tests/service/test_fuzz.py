@@ -30,8 +30,8 @@ from schemathesis.specs.openapi.checks import (content_type_conformance,
                                                response_schema_conformance,
                                                status_code_conformance)
 
-from service_procs import LOOKALIKE, Proc, free_port
-from service_stacks import Stack, common_env, wait_ready
+from service_procs import free_port
+from service_stacks import Stack, common_env, start_serve_stack
 
 #: examples per operation and generation mode
 MAX_EXAMPLES = 12
@@ -98,14 +98,7 @@ def fuzz_stack(service_tmp, small_gallery, mailbox):
     shutil.copytree(small_gallery, data_dir / "gallery")
     port = free_port()
     env = common_env(data_dir, port, mailbox)
-    stack = Stack("fuzz", f"http://127.0.0.1:{port}", env, data_dir)
-    stack.procs["serve"] = Proc("serve", [LOOKALIKE, "serve"], env,
-                                service_tmp / "logs-fuzz" / "serve.log").start()
-    try:
-        wait_ready(stack)
-    except BaseException:
-        stack.stop()
-        raise
+    stack = start_serve_stack("fuzz", env, data_dir, service_tmp / "logs-fuzz")
     yield stack
     stack.stop()
 

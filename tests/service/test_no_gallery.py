@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
-from service_procs import LOOKALIKE, Proc, free_port, wait_until
-from service_stacks import Stack, common_env, wait_ready
+from service_procs import LOOKALIKE, free_port, wait_until
+from service_stacks import common_env, start_serve_stack
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +21,7 @@ def bare_stack(service_tmp, mailbox):
     port = free_port()
     env = common_env(data_dir, port, mailbox)
     env["LOOKALIKE_AUTH"] = "off"  # loopback, no keys: the plain `lookalike serve` of the README
-    stack = Stack("embedded", f"http://127.0.0.1:{port}", env, data_dir)
-    stack.procs["serve"] = Proc("serve", [LOOKALIKE, "serve"], env,
-                                service_tmp / "logs-no-gallery" / "serve.log").start()
-    try:
-        wait_ready(stack)
-    except BaseException:
-        stack.stop()
-        raise
+    stack = start_serve_stack("embedded", env, data_dir, service_tmp / "logs-no-gallery")
     yield stack
     stack.stop()
 
