@@ -71,21 +71,22 @@ def connect_signals() -> None:
 def start_heartbeat() -> threading.Thread:
     """Refresh this process's liveness key in Redis until it dies (see pipeline.beat): the
     first beat before any task is taken, so every claim is made by a process that beats."""
+    import time
+
     from lookalike import pipeline
+
+    def beat() -> None:
+        try:
+            pipeline.beat(worker_runtime())
+        except Exception as exc:  # noqa: BLE001 - Redis away: the next beat tries again
+            log.warning("heartbeat failed: %s", type(exc).__name__)
 
     def loop() -> None:
         while True:
-            try:
-                pipeline.beat(worker_runtime())
-            except Exception as exc:  # noqa: BLE001 - Redis away: try again next time
-                log.warning("heartbeat failed: %s", type(exc).__name__)
-            stop.wait(pipeline.HEARTBEAT_EVERY_S)
+            time.sleep(pipeline.HEARTBEAT_EVERY_S)
+            beat()
 
-    stop = threading.Event()
-    try:
-        pipeline.beat(worker_runtime())
-    except Exception as exc:  # noqa: BLE001
-        log.warning("heartbeat failed: %s", type(exc).__name__)
+    beat()
     thread = threading.Thread(target=loop, name="lookalike-heartbeat", daemon=True)
     thread.start()
     return thread
