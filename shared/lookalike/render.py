@@ -36,6 +36,27 @@ def smile_timeline(fps: int, seconds: float, hold_seconds: float) -> list[float]
     return up + up[::-1]
 
 
+def write_morph(paths: dict[str, Path], name: str, frames, poster: np.ndarray, out_dir: Path,
+                settings: Settings) -> None:
+    """One morph's files under the names every renderer shares: ``morph-<name>.mp4/.webp``,
+    ``poster-<name>.jpg``, and ``poster.jpg`` for the first target. Adds them to ``paths``."""
+    clip = render_clip(frames, out_dir, f"morph-{name}", settings.video_fps, settings.webp_size,
+                       settings.webp_fps)
+    paths[f"morph_{name}_mp4"] = clip["mp4"]
+    paths[f"morph_{name}_webp"] = clip["webp"]
+    paths[f"poster_{name}"] = write_poster(poster, out_dir / f"poster-{name}.jpg")["jpg"]
+    if "poster" not in paths:
+        paths["poster"] = write_poster(poster, out_dir / "poster.jpg")["jpg"]
+
+
+def write_smile(paths: dict[str, Path], frames, out_dir: Path, settings: Settings) -> None:
+    """The smile clip's files, ``smile.mp4/.webp``. Adds them to ``paths``."""
+    clip = render_clip(frames, out_dir, "smile", settings.video_fps, settings.webp_size,
+                       settings.webp_fps)
+    paths["smile_mp4"] = clip["mp4"]
+    paths["smile_webp"] = clip["webp"]
+
+
 def render_job_clips(visitor_face: np.ndarray, visitor_points: np.ndarray,
                      targets: dict[str, tuple[np.ndarray, np.ndarray]], out_dir: Path, *,
                      settings: Settings | None = None,
@@ -58,22 +79,13 @@ def render_job_clips(visitor_face: np.ndarray, visitor_points: np.ndarray,
     for name, (crop, pts) in targets.items():
         t = time.perf_counter()
         celeb, cpts = _at_size(crop, pts, size)
-        clip = render_clip(morph_frames(visitor, vpts, celeb, cpts, ts), out_dir, f"morph-{name}",
-                           fps, settings.webp_size, settings.webp_fps)
-        paths[f"morph_{name}_mp4"] = clip["mp4"]
-        paths[f"morph_{name}_webp"] = clip["webp"]
-        poster = halfway_frame(visitor, vpts, celeb, cpts)
-        paths[f"poster_{name}"] = write_poster(poster, out_dir / f"poster-{name}.jpg")["jpg"]
-        if "poster" not in paths:
-            paths["poster"] = write_poster(poster, out_dir / "poster.jpg")["jpg"]
+        write_morph(paths, name, morph_frames(visitor, vpts, celeb, cpts, ts),
+                    halfway_frame(visitor, vpts, celeb, cpts), out_dir, settings)
         timings[f"render_{name}"] = time.perf_counter() - t
 
     if smile:
         t = time.perf_counter()
         ts_smile = smile_timeline(fps, settings.morph_seconds, settings.hold_seconds)
-        clip = render_clip(smile_frames(visitor, vpts, ts_smile), out_dir, "smile",
-                           fps, settings.webp_size, settings.webp_fps)
-        paths["smile_mp4"] = clip["mp4"]
-        paths["smile_webp"] = clip["webp"]
+        write_smile(paths, smile_frames(visitor, vpts, ts_smile), out_dir, settings)
         timings["render_smile"] = time.perf_counter() - t
     return paths, timings

@@ -256,10 +256,9 @@ def render_clips(visitor_face: np.ndarray, visitor_latent: bytes | None,
     import torch
 
     from lookalike.morph import timeline
-    from lookalike.render import smile_timeline
+    from lookalike.render import smile_timeline, write_morph, write_smile
     from lookalike.stylegan.latents import latent_from_bytes
     from lookalike.stylegan.render import linear, morph_frames, smile_frames
-    from lookalike.video import render_clip, write_poster
 
     models = get_models(settings)
     g = models.generator
@@ -289,14 +288,9 @@ def render_clips(visitor_face: np.ndarray, visitor_latent: bytes | None,
             celeb = celebs[name]
             kwargs = dict(photo_from=visitor_face, photo_to=targets[name],
                           noise_from=visitor.noise_tensors(), noise_to=celeb.noise_tensors(), **common)
-            clip = render_clip(morph_frames(g, visitor.w_plus, celeb.w_plus, ts, **kwargs),
-                               out_dir, f"morph-{name}", fps, settings.webp_size, settings.webp_fps)
-            paths[f"morph_{name}_mp4"] = clip["mp4"]
-            paths[f"morph_{name}_webp"] = clip["webp"]
             poster = next(iter(morph_frames(g, visitor.w_plus, celeb.w_plus, [0.5], **kwargs)))
-            paths[f"poster_{name}"] = write_poster(poster, out_dir / f"poster-{name}.jpg")["jpg"]
-            if "poster" not in paths:
-                paths["poster"] = write_poster(poster, out_dir / "poster.jpg")["jpg"]
+            write_morph(paths, name, morph_frames(g, visitor.w_plus, celeb.w_plus, ts, **kwargs),
+                        poster, out_dir, settings)
             timings[f"render_{name}"] = time.perf_counter() - t
 
         if smile:
@@ -305,8 +299,6 @@ def render_clips(visitor_face: np.ndarray, visitor_latent: bytes | None,
             frames = smile_frames(g, visitor.w_plus, models.smile_direction, ts_smile,
                                   strength=settings.stylegan_smile_strength, photo=visitor_face,
                                   noise=visitor.noise_tensors(), **common)
-            clip = render_clip(frames, out_dir, "smile", fps, settings.webp_size, settings.webp_fps)
-            paths["smile_mp4"] = clip["mp4"]
-            paths["smile_webp"] = clip["webp"]
+            write_smile(paths, frames, out_dir, settings)
             timings["render_smile"] = time.perf_counter() - t
     return paths, timings

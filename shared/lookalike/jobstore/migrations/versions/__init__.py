@@ -1,0 +1,1 @@
+"""The job store's migrations, oldest first."""
